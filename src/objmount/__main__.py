@@ -1,0 +1,5 @@
+import sys
+
+from objmount.cli import main
+
+sys.exit(main())

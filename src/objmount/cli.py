@@ -1,0 +1,224 @@
+"""The ``objmount`` command line. Errors are one line (and a traceback only with -v)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from objmount import __version__, paths
+from objmount.errors import ConfigError, ObjmountError
+
+log = logging.getLogger("objmount")
+
+MOUNT_OPTIONS = """mount options (-o, comma separated):
+  ro                 read-only mount
+  allow_other        let other users use the mount (needs user_allow_other for non-root)
+  uid=N, gid=N       owner shown for objects that carry no owner (default: yours)
+  file_mode=0644     mode for objects that carry no mode
+  dir_mode=0755      mode for directories that carry no mode
+  attr_timeout=1     seconds attributes and names are cached (kernel and objmount)
+  negative_timeout=1 seconds a missing name is remembered
+  cache_dir=PATH     where open files are cached (default ~/.cache/objmount)
+  block_size=8M      unit of on-demand reads from the store
+  part_size=8M       multipart upload part size; smaller files are one PUT
+  no_default_permissions  do not let the kernel check permissions against modes
+"""
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def parse_mount_options(items: list[str]) -> dict[str, str]:
+    known = {"ro", "rw", "allow_other", "uid", "gid", "file_mode", "dir_mode", "attr_timeout",
+             "negative_timeout", "cache_dir", "block_size", "part_size",
+             "no_default_permissions", "default_permissions"}
+    result: dict[str, str] = {}
+    for item in items:
+        for opt in item.split(","):
+            if not opt:
+                continue
+            name, _, value = opt.partition("=")
+            if name not in known:
+                raise ConfigError(f"unknown mount option {name!r} (see objmount mount --help)")
+            result[name] = value
+    return result
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    for scheme in ("s3://", "s3:/"):
+        if url.startswith(scheme):
+            rest = url[len(scheme):].lstrip("/")
+            bucket, _, prefix = rest.partition("/")
+            if not bucket:
+                raise ConfigError(f"{url}: no bucket name")
+            return bucket, prefix.strip("/")
+    raise ConfigError(f"{url}: expected s3://bucket[/prefix]")
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("object store (defaults follow the AWS environment variables)")
+    g.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, "
+                   "AWS_ENDPOINT_URL, the profile's endpoint_url)")
+    g.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    g.add_argument("--region", help="region (default: AWS_REGION, the profile's, us-east-1)")
+    style = g.add_mutually_exclusive_group()
+    style.add_argument("--path-style", dest="path_style", action="store_true", default=None,
+                       help="path-style addressing (default for IP and localhost endpoints)")
+    style.add_argument("--virtual-host", dest="path_style", action="store_false",
+                       help="virtual-hosted-style addressing (default otherwise)")
+    g.add_argument("--allow-http", dest="allow_http", action="store_true", default=None,
+                   help="use http for an endpoint given without a scheme")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug); tracebacks on errors")
+    common.add_argument("--log-file", type=Path, help="write the log to this file")
+
+    parser = argparse.ArgumentParser(
+        prog="objmount", parents=[common],
+        description="Use S3 object storage as first-class POSIX file storage.")
+    parser.add_argument("--version", action="version", version=f"objmount {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    m = sub.add_parser("mount", parents=[common], help="mount a bucket, a prefix, or all buckets",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="objmount mount s3://bucket[/prefix] MOUNTPOINT\n"
+                                   "objmount mount MOUNTPOINT   (all buckets as MOUNTPOINT/s3/"
+                                   "<bucket>)", epilog=MOUNT_OPTIONS)
+    m.add_argument("source", help="s3://bucket[/prefix], or the mountpoint to show all buckets")
+    m.add_argument("mountpoint", nargs="?", help="directory to mount on")
+    m.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
+                   help="mount options, see below")
+    m.add_argument("-f", "--foreground", action="store_true", help="do not daemonize")
+    _store_args(m)
+
+    u = sub.add_parser("umount", parents=[common], help="store what is pending and unmount")
+    u.add_argument("mountpoint", type=Path)
+
+    s = sub.add_parser("server", parents=[common], help="the embedded S3 server (SeaweedFS)")
+    s.add_argument("action", choices=["start", "stop", "status"])
+    s.add_argument("--data-dir", type=Path, help="default: $XDG_DATA_HOME/objmount/server")
+    return parser
+
+
+def setup_logging(verbose: int, log_file: Path | None) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers = [logging.FileHandler(log_file)]
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from objmount.config import resolve_s3_config
+    from objmount.core.engine import EngineOptions, MountRoot
+    from objmount.core.metadata import Defaults
+    from objmount.frontends.mount import MountRequest, mount
+    from objmount.store.s3 import S3Account
+
+    if args.mountpoint is None:
+        mountpoint, root = Path(args.source), MountRoot()
+    else:
+        bucket, prefix = parse_url(args.source)
+        mountpoint, root = Path(args.mountpoint), MountRoot(bucket, prefix)
+    opts = parse_mount_options(args.options)
+    config = resolve_s3_config(endpoint=args.endpoint, profile=args.profile, region=args.region,
+                               path_style=args.path_style, allow_http=args.allow_http)
+    log.info("object store: %s", config.describe())
+    try:
+        defaults = Defaults(
+            uid=int(opts.get("uid", os.getuid())),
+            gid=int(opts.get("gid", os.getgid())),
+            file_mode=int(opts.get("file_mode", "0644"), 8),
+            dir_mode=int(opts.get("dir_mode", "0755"), 8),
+        )
+        engine_options = EngineOptions(
+            defaults=defaults,
+            cache_dir=Path(opts.get("cache_dir") or paths.cache_dir()),
+            read_only="ro" in opts,
+            attr_ttl=float(opts.get("attr_timeout", "1")),
+            negative_ttl=float(opts.get("negative_timeout", "1")),
+            block_size=_size(opts.get("block_size", "8M")),
+        )
+        part_size = _size(opts.get("part_size", "8M"))
+    except ValueError as exc:
+        raise ConfigError(f"bad mount option value: {exc}") from exc
+    if part_size < 5 << 20:
+        raise ConfigError("part_size must be at least 5M (an S3 limit)")
+    request = MountRequest(
+        mountpoint=Path(os.path.abspath(mountpoint)),
+        root=root,
+        engine=engine_options,
+        allow_other="allow_other" in opts,
+        default_permissions="no_default_permissions" not in opts,
+        foreground=args.foreground,
+    )
+    return mount(request, lambda: S3Account(config, part_size=part_size), args.log_file)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    from objmount.frontends.mount import umount
+
+    umount(args.mountpoint)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from objmount import server
+
+    if args.action == "start":
+        info = server.embedded_start(args.data_dir)
+        print(f"objmount embedded S3 server running (pid {info.pid}), data in {info.data_dir}")
+        print("Use it with:")
+        for name, value in info.env().items():
+            print(f"  export {name}={value}")
+        return 0
+    if args.action == "stop":
+        if server.embedded_stop(args.data_dir):
+            print("stopped")
+        else:
+            print("not running")
+        return 0
+    status = server.embedded_status(args.data_dir)
+    if status is None:
+        print("not running")
+        return 3
+    print(f"running (pid {status.pid}) at {status.endpoint}, data in {status.data_dir}")
+    for name, value in status.env().items():
+        print(f"  export {name}={value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.log_file)
+    handlers = {"mount": cmd_mount, "umount": cmd_umount, "server": cmd_server}
+    try:
+        return handlers[args.command](args)
+    except (ObjmountError, OSError) as exc:
+        if args.verbose:
+            log.exception("failed")
+        print(f"objmount {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

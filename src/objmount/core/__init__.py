@@ -1,0 +1,1 @@
+"""The engine shared by every frontend: FUSE-shaped operations with plain results."""

@@ -1,0 +1,880 @@
+"""The engine: FUSE-shaped file-system operations over object stores, with plain results.
+
+Frontends (FUSE now, the interception daemon next) translate to and from these calls;
+nothing here knows about FUSE. Operations are synchronous and thread-safe: frontends run
+them in worker threads. Store I/O happens outside the inode-table lock; operations that
+change the namespace are serialised by ``_ns_lock`` so that their read-check-write steps
+cannot interleave.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mimetypes
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from objmount.core import metadata
+from objmount.core.inodes import ROOT_INO, Inode, InodeTable, Kind, Virtual
+from objmount.core.metadata import DIR_CONTENT_TYPE, Attr, Defaults
+from objmount.core.names import dir_prefix, join_key, shown_name, valid_name
+from objmount.core.openfile import OpenFile
+from objmount.errors import FsError, NoSuchBucket, NoSuchKey, StoreError
+from objmount.store.base import Account, ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PROVIDER = "s3"
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    defaults: Defaults
+    cache_dir: Path
+    read_only: bool = False
+    attr_ttl: float = 1.0
+    negative_ttl: float = 1.0
+    block_size: int = 8 * _MIB
+    # Parallel HEADs while listing a directory (LIST carries no user metadata).
+    metadata_concurrency: int = 32
+
+
+@dataclass(frozen=True)
+class MountRoot:
+    """What the root of the file system shows: one bucket (or a prefix of it), or all."""
+
+    bucket: str | None = None  # None: every bucket, as <root>/s3/<bucket>
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    name: str
+    attr: Attr
+    offset: int  # the cookie to resume after this entry
+
+
+@dataclass(frozen=True)
+class StatFs:
+    block_size: int = 4096
+    blocks: int = 1 << 40  # object stores have no fixed size: report 4 PiB free
+    blocks_free: int = 1 << 40
+    files: int = 1 << 32
+    files_free: int = 1 << 32
+    name_max: int = 255
+
+
+@dataclass
+class _Handle:
+    inode: Inode
+    flags: int
+    writable: bool
+
+
+@dataclass
+class _DirHandle:
+    inode: Inode
+    entries: list[DirEntry] = field(default_factory=list)
+    listed: bool = False
+
+
+class Engine:
+    def __init__(self, account: Account, root: MountRoot, options: EngineOptions) -> None:
+        self.account = account
+        self.root_spec = root
+        self.options = options
+        self.table = InodeTable(options.attr_ttl, options.negative_ttl)
+        self._ns_lock = threading.RLock()
+        self._handles: dict[int, _Handle] = {}
+        self._dir_handles: dict[int, _DirHandle] = {}
+        self._next_fh = 1
+        self._fh_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(options.metadata_concurrency,
+                                        thread_name_prefix="objmount-meta")
+        self._started_ns = time.time_ns()
+        options.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._open_dir = options.cache_dir / "open"
+        self._open_dir.mkdir(exist_ok=True)
+        self.unsaved_dir = options.cache_dir / "unsaved"
+        if root.bucket is None:
+            top = Inode(ROOT_INO, Kind.DIR, self._dir_attr(ROOT_INO), None, "",
+                        virtual=Virtual.TOP)
+        else:
+            top = Inode(ROOT_INO, Kind.DIR, self._dir_attr(ROOT_INO), None, "",
+                        bucket=root.bucket, root_key=root.prefix.strip("/"))
+        self.table.set_attr(top, top.attr, ttl=float("inf"))
+        self.table.add_root(top)
+
+    # ------------------------------------------------------------------ helpers ----
+    def check(self) -> None:
+        """Fail now, with a clear message, if the configured root cannot be used."""
+        if self.root_spec.bucket is None:
+            self.account.list_buckets()
+        else:
+            self.account.bucket(self.root_spec.bucket).check()
+
+    def _store(self, inode: Inode) -> ObjectStore:
+        return self.account.bucket(inode.store_bucket)
+
+    def _dir_attr(self, ino: int, mode: int | None = None, uid: int | None = None,
+                  gid: int | None = None, mtime_ns: int | None = None) -> Attr:
+        d = self.options.defaults
+        t = mtime_ns if mtime_ns is not None else getattr(self, "_started_ns", time.time_ns())
+        return Attr(ino, stat.S_IFDIR | (d.dir_mode if mode is None else stat.S_IMODE(mode)),
+                    d.uid if uid is None else uid, d.gid if gid is None else gid, 0, t, t, t, 2)
+
+    def _writable(self) -> None:
+        if self.options.read_only:
+            raise FsError(errno.EROFS)
+
+    def _in_bucket(self, inode: Inode) -> None:
+        """Changes are only possible inside a bucket, not in the virtual directories."""
+        if inode.virtual is not Virtual.NONE:
+            raise FsError(errno.EPERM, "the bucket list cannot be changed through the mount")
+
+    def _parallel(self, fn: Callable[..., T], items: Iterable[object]) -> list[Future[T]]:
+        return [self._pool.submit(fn, item) for item in items]
+
+    # ------------------------------------------------------------------ resolving --
+    def _object_attr(self, ino: int, info: ObjectInfo) -> tuple[Kind, Attr]:
+        attr = metadata.decode(ino, info, self.options.defaults, is_dir=False)
+        return (Kind.SYMLINK if attr.is_symlink else Kind.FILE), attr
+
+    def _marker_attr(self, ino: int, store: ObjectStore, key: str) -> tuple[Attr, bool]:
+        """A directory's attributes, from its ``dir/`` marker when there is one."""
+        try:
+            info = store.head(dir_prefix(key))
+        except NoSuchKey:
+            return self._dir_attr(ino), False
+        if not info.metadata:
+            # No metadata (another tool's marker, or a store that drops it on markers).
+            return self._dir_attr(ino, mtime_ns=info.mtime_ns or None), True
+        return metadata.decode(ino, info, self.options.defaults, is_dir=True), True
+
+    def _resolve(self, parent: Inode, name: str) -> Inode | None:
+        """Ask the store what ``name`` in ``parent`` is. A prefix wins over an object of
+        the same name: the object is hidden (its children would otherwise be unreachable)."""
+        store = self._store(parent)
+        key = join_key(parent.key, name)
+        head_f = self._pool.submit(store.head, key)
+        listing = store.list(dir_prefix(key), "/", max_keys=1)
+        try:
+            info: ObjectInfo | None = head_f.result()
+        except NoSuchKey:
+            info = None
+        existing = self.table.child(parent, name)
+        ino = existing.ino if existing is not None else self.table.new_ino()
+        if listing.objects or listing.prefixes:
+            if info is not None:
+                log.warning("%s is both an object and a prefix: showing the directory", key)
+            attr, marker = self._marker_attr(ino, store, key)
+            kind = Kind.DIR
+            version = None
+        elif info is not None:
+            kind, attr = self._object_attr(ino, info)
+            marker = False
+            version = (info.etag, info.mtime_ns)
+        else:
+            return None
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            if existing is not None and existing.ino == ino and existing.kind is kind:
+                inode = existing
+            else:
+                inode = Inode(ino, kind, attr, parent, name)
+                self.table.link(parent, name, inode)
+            inode.has_marker = marker
+            if inode.open_file is None:
+                self.table.set_attr(inode, attr, version)
+        return inode
+
+    def _lookup_inode(self, parent: Inode, name: str) -> Inode:
+        if parent.kind is not Kind.DIR:
+            raise FsError(errno.ENOTDIR)
+        if parent.virtual is not Virtual.NONE:
+            return self._lookup_virtual(parent, name)
+        inode = self.table.child(parent, name)
+        if inode is not None and (self.table.fresh(inode) or inode.open_file is not None
+                                  or name in parent.pending_children):
+            return inode
+        if inode is None and self.table.is_negative(parent, name):
+            raise FsError(errno.ENOENT)
+        found = self._resolve(parent, name)
+        if found is None:
+            if inode is not None:
+                self.table.unlink(parent, name)
+            else:
+                self.table.set_negative(parent, name)
+            raise FsError(errno.ENOENT)
+        return found
+
+    def _lookup_virtual(self, parent: Inode, name: str) -> Inode:
+        inode = self.table.child(parent, name)
+        if inode is not None:
+            return inode
+        if parent.virtual is Virtual.TOP:
+            if name != PROVIDER:
+                raise FsError(errno.ENOENT)
+            inode = Inode(self.table.new_ino(), Kind.DIR, self._dir_attr(0), parent, name,
+                          virtual=Virtual.PROVIDER)
+        else:
+            try:
+                self.account.bucket(name).check()
+            except NoSuchBucket:
+                raise FsError(errno.ENOENT) from None
+            inode = Inode(self.table.new_ino(), Kind.DIR, self._dir_attr(0), parent, name,
+                          bucket=name, root_key="")
+        self.table.set_attr(inode, inode.attr.with_(ino=inode.ino), ttl=float("inf"))
+        self.table.link(parent, name, inode)
+        return inode
+
+    def _child(self, parent_ino: int, raw: bytes) -> tuple[Inode, str, Inode]:
+        parent = self.table.get(parent_ino)
+        name = valid_name(raw)
+        return parent, name, self._lookup_inode(parent, name)
+
+    # ------------------------------------------------------------------ attributes -
+    def lookup(self, parent_ino: int, raw: bytes) -> Attr:
+        parent = self.table.get(parent_ino)
+        if raw == b".":
+            inode = parent
+        elif raw == b"..":
+            inode = parent.parent or parent
+        else:
+            inode = self._lookup_inode(parent, valid_name(raw))
+        self.table.remember(inode)
+        return self._current_attr(inode)
+
+    def forget(self, ino: int, count: int) -> None:
+        self.table.forget(ino, count)
+
+    def remember(self, ino: int) -> None:
+        """The frontend handed this inode to the kernel (a readdirplus entry)."""
+        inode = self.table.find(ino)
+        if inode is not None:
+            self.table.remember(inode)
+
+    def _current_attr(self, inode: Inode) -> Attr:
+        of = inode.open_file
+        if of is not None and inode.kind is Kind.FILE:
+            return inode.attr.with_(size=of.size)
+        return inode.attr
+
+    def getattr(self, ino: int) -> Attr:
+        inode = self.table.get(ino)
+        if (inode.kind is not Kind.DIR and inode.open_file is None
+                and not self.table.fresh(inode) and not inode.unlinked
+                and inode.parent is not None):
+            try:
+                info = self._store(inode).head(inode.key)
+            except NoSuchKey:
+                # Deleted by someone else: keep answering for the open-by-name case, the
+                # next lookup will find it gone.
+                return inode.attr
+            kind, attr = self._object_attr(inode.ino, info)
+            if kind is inode.kind:
+                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+        return self._current_attr(inode)
+
+    def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None,
+                gid: int | None = None, size: int | None = None,
+                atime_ns: int | None = None, mtime_ns: int | None = None,
+                fh: int | None = None) -> Attr:
+        inode = self.table.get(ino)
+        self._writable()
+        self._in_bucket(inode)
+        now = time.time_ns()
+        with self._ns_lock:
+            attr = inode.attr
+            changes: dict[str, int] = {}
+            if mode is not None:
+                changes["mode"] = stat.S_IFMT(attr.mode) | stat.S_IMODE(mode)
+            if uid is not None:
+                changes["uid"] = uid
+            if gid is not None:
+                changes["gid"] = gid
+            if atime_ns is not None:
+                changes["atime_ns"] = atime_ns
+            if mtime_ns is not None:
+                changes["mtime_ns"] = mtime_ns
+            if size is not None:
+                if inode.kind is Kind.DIR:
+                    raise FsError(errno.EISDIR)
+                if inode.kind is not Kind.FILE:
+                    raise FsError(errno.EINVAL)
+                if mtime_ns is None:
+                    changes["mtime_ns"] = now
+            if not changes:
+                return self._current_attr(inode)
+            changes["ctime_ns"] = now
+            new_attr = attr.with_(**changes)
+            if inode.kind is Kind.DIR:
+                self._store_dir_attr(inode, new_attr)
+            elif size is not None:
+                self._truncate(inode, size, new_attr)
+            elif inode.open_file is not None:
+                with inode.open_file.lock:
+                    inode.attr = new_attr
+                    inode.open_file.meta_dirty = True
+            else:
+                self._store_object_attr(inode, new_attr)
+            return self._current_attr(inode)
+
+    def _store_dir_attr(self, inode: Inode, attr: Attr) -> None:
+        if inode.parent is None or inode.root_key == "":
+            # A bucket root has no key of its own to carry metadata.
+            raise FsError(errno.EPERM, "the attributes of a bucket root cannot be stored")
+        store = self._store(inode)
+        store.put(dir_prefix(inode.key), b"", metadata.encode(attr), DIR_CONTENT_TYPE)
+        inode.has_marker = True
+        self.table.set_attr(inode, attr)
+
+    def _store_object_attr(self, inode: Inode, attr: Attr) -> None:
+        store = self._store(inode)
+        key = inode.key
+        # CopyObject onto itself with new metadata: the bytes are not moved through us.
+        store.copy(key, key, metadata.encode(attr), self._content_type(inode))
+        info = store.head(key)
+        self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+
+    def _truncate(self, inode: Inode, size: int, attr: Attr) -> None:
+        store = self._store(inode)
+        of = inode.open_file
+        if of is not None:
+            with of.lock:
+                of.truncate(store, inode.key, size)
+                inode.attr = attr.with_(size=size)
+            return
+        # truncate(2) by path: change the object now, there is no close to wait for.
+        of = self._open_file(inode)
+        try:
+            of.truncate(store, inode.key, size)
+            inode.attr = attr.with_(size=size)
+            self._upload(inode, of)
+        finally:
+            self._close_file(inode, of)
+
+    def readlink(self, ino: int) -> bytes:
+        inode = self.table.get(ino)
+        if inode.kind is not Kind.SYMLINK:
+            raise FsError(errno.EINVAL)
+        version = inode.version
+        if inode.symlink_target is None or not self.table.fresh(inode):
+            inode.symlink_target = self._store(inode).get(inode.key).decode("utf-8",
+                                                                           "surrogateescape")
+            inode.version = version
+        return inode.symlink_target.encode("utf-8", "surrogateescape")
+
+    def statfs(self) -> StatFs:
+        return StatFs()
+
+    # ------------------------------------------------------------------ directories -
+    def opendir(self, ino: int) -> int:
+        inode = self.table.get(ino)
+        if inode.kind is not Kind.DIR:
+            raise FsError(errno.ENOTDIR)
+        with self._fh_lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._dir_handles[fh] = _DirHandle(inode)
+        return fh
+
+    def readdir(self, fh: int, offset: int) -> list[DirEntry]:
+        """Entries after cookie ``offset``. The listing is taken once per open (and again
+        after a rewind), so cookies stay stable while entries are removed."""
+        handle = self._dir_handles[fh]
+        if not handle.listed or offset == 0:
+            handle.entries = self._list_dir(handle.inode)
+            handle.listed = True
+        return [e for e in handle.entries if e.offset > offset]
+
+    def releasedir(self, fh: int) -> None:
+        self._dir_handles.pop(fh, None)
+
+    def _list_dir(self, inode: Inode) -> list[DirEntry]:
+        if inode.virtual is Virtual.TOP:
+            names = [PROVIDER]
+            children = [self._lookup_virtual(inode, n) for n in names]
+        elif inode.virtual is Virtual.PROVIDER:
+            children = []
+            for bucket in self.account.list_buckets():
+                if shown_name(bucket) is not None:
+                    try:
+                        children.append(self._lookup_virtual(inode, bucket))
+                    except FsError:
+                        continue
+        else:
+            children = self._list_prefix(inode)
+        entries = [DirEntry(c.name, self._current_attr(c), i + 1)
+                   for i, c in enumerate(sorted(children, key=lambda c: c.name))]
+        return entries
+
+    def _list_prefix(self, inode: Inode) -> list[Inode]:
+        store = self._store(inode)
+        prefix = dir_prefix(inode.key)
+        listing = store.list(prefix, "/")
+        dirs: dict[str, None] = {}
+        for p in listing.prefixes:
+            name = shown_name(p[len(prefix):-1])
+            if name is not None:
+                dirs[name] = None
+        files: dict[str, ObjectInfo] = {}
+        for obj in listing.objects:
+            rest = obj.key[len(prefix):]
+            if rest == "":
+                inode.has_marker = True  # the directory's own marker (data, if any, hidden)
+                continue
+            name = shown_name(rest)
+            if name is not None and name not in dirs:
+                files[name] = obj
+        result: list[Inode] = []
+        # Objects whose cached attributes still match the listed version need no HEAD.
+        stale: list[tuple[str, ObjectInfo]] = []
+        for name, obj in files.items():
+            known = self.table.child(inode, name)
+            if (known is not None and known.kind is not Kind.DIR
+                    and (known.open_file is not None
+                         or known.version == (obj.etag, obj.mtime_ns))):
+                self.table.set_attr(known, known.attr)
+                result.append(known)
+            else:
+                stale.append((name, obj))
+        heads = self._parallel(lambda item: store.head(item[1].key), stale)  # type: ignore[index]
+        for (name, _obj), fut in zip(stale, heads, strict=True):
+            try:
+                info = fut.result()
+            except NoSuchKey:
+                continue  # deleted since the listing
+            result.append(self._install(inode, name, info))
+        new_dirs = [n for n in dirs if (self.table.child(inode, n) is None
+                                        or self.table.child(inode, n).kind is not Kind.DIR  # type: ignore[union-attr]
+                                        or not self.table.fresh(self.table.child(inode, n)))]  # type: ignore[arg-type]
+        markers = self._parallel(
+            lambda n: self._marker_attr(0, store, join_key(inode.key, n)), new_dirs)  # type: ignore[arg-type]
+        fetched = dict(zip(new_dirs, markers, strict=True))
+        for name in dirs:
+            if name in fetched:
+                attr, marker = fetched[name].result()
+                result.append(self._install_dir(inode, name, attr, marker))
+            else:
+                result.append(self.table.child(inode, name))  # type: ignore[arg-type]
+        # Entries created here and not yet uploaded (open, or awaiting their first close).
+        for name in list(inode.pending_children):
+            child = self.table.child(inode, name)
+            if child is None or child.unlinked:
+                inode.pending_children.discard(name)
+            elif name not in files and name not in dirs:
+                result.append(child)
+        return result
+
+    def _install(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            ino = existing.ino if existing is not None else self.table.new_ino()
+            kind, attr = self._object_attr(ino, info)
+            if existing is not None and existing.kind is kind:
+                inode = existing
+            else:
+                inode = Inode(ino, kind, attr, parent, name)
+                self.table.link(parent, name, inode)
+            if inode.open_file is None:
+                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            return inode
+
+    def _install_dir(self, parent: Inode, name: str, attr: Attr, marker: bool) -> Inode:
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            if existing is not None and existing.kind is Kind.DIR:
+                inode = existing
+            else:
+                inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name)
+                self.table.link(parent, name, inode)
+            inode.has_marker = marker
+            self.table.set_attr(inode, attr.with_(ino=inode.ino))
+            return inode
+
+    def mkdir(self, parent_ino: int, raw: bytes, mode: int, uid: int, gid: int) -> Attr:
+        self._writable()
+        parent = self.table.get(parent_ino)
+        self._in_bucket(parent)
+        name = valid_name(raw)
+        with self._ns_lock:
+            self._must_not_exist(parent, name)
+            key = join_key(parent.key, name)
+            now = time.time_ns()
+            attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2)
+            self._store(parent).put(dir_prefix(key), b"", metadata.encode(attr),
+                                    DIR_CONTENT_TYPE)
+            inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name, has_marker=True)
+            inode.attr = attr.with_(ino=inode.ino)
+            self.table.link(parent, name, inode)
+            self.table.set_attr(inode, inode.attr)
+            self.table.remember(inode)
+            return inode.attr
+
+    def _must_not_exist(self, parent: Inode, name: str) -> None:
+        try:
+            self._lookup_inode(parent, name)
+        except FsError as exc:
+            if exc.errno == errno.ENOENT:
+                return
+            raise
+        raise FsError(errno.EEXIST)
+
+    def rmdir(self, parent_ino: int, raw: bytes) -> None:
+        self._writable()
+        with self._ns_lock:
+            parent, name, inode = self._child(parent_ino, raw)
+            self._in_bucket(parent)
+            if inode.kind is not Kind.DIR:
+                raise FsError(errno.ENOTDIR)
+            if inode.root_key is not None:
+                raise FsError(errno.EBUSY)
+            store = self._store(inode)
+            prefix = dir_prefix(inode.key)
+            listing = store.list(prefix, None, max_keys=2)
+            if any(o.key != prefix for o in listing.objects) or self._has_pending(inode):
+                raise FsError(errno.ENOTEMPTY)
+            store.delete(prefix)
+            self.table.unlink(parent, name)
+            self._keep_parent(parent)
+
+    def _has_pending(self, inode: Inode) -> bool:
+        return any(not c.unlinked for c in self.table.children_of(inode)
+                   if c.name in inode.pending_children)
+
+    def _keep_parent(self, parent: Inode) -> None:
+        """A directory that only existed as a prefix vanishes with its last key:
+        give it a marker so that removing a file never removes its directory."""
+        if parent.has_marker or parent.root_key is not None:
+            return
+        store = self._store(parent)
+        prefix = dir_prefix(parent.key)
+        if not store.list(prefix, None, max_keys=1).objects:
+            store.put(prefix, b"", metadata.encode(parent.attr), DIR_CONTENT_TYPE)
+            parent.has_marker = True
+
+    # ------------------------------------------------------------------ files ------
+    def _content_type(self, inode: Inode) -> str:
+        if inode.kind is Kind.SYMLINK:
+            return "application/octet-stream"
+        guessed, _ = mimetypes.guess_type(inode.name, strict=False)
+        return guessed or "application/octet-stream"
+
+    def _new_fh(self, handle: _Handle) -> int:
+        with self._fh_lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = handle
+            return fh
+
+    def _open_file(self, inode: Inode, *, new: bool = False) -> OpenFile:
+        """The shared cache file of ``inode``; opening revalidates (close-to-open)."""
+        of = inode.open_file
+        if of is None:
+            if new:
+                of = OpenFile(self._open_dir, self.options.block_size, 0, None)
+                of.data_dirty = True
+            else:
+                info = self._store(inode).head(inode.key)
+                kind, attr = self._object_attr(inode.ino, info)
+                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+                of = OpenFile(self._open_dir, self.options.block_size, info.size, info.etag)
+            inode.open_file = of
+        elif not new and not of.data_dirty and not of.meta_dirty:
+            info = self._store(inode).head(inode.key)
+            if info.etag != of.etag or info.size != of.remote_size:
+                of.reset(info.size, info.etag)
+                kind, attr = self._object_attr(inode.ino, info)
+                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+        of.handles += 1
+        return of
+
+    def _close_file(self, inode: Inode, of: OpenFile) -> None:
+        of.handles -= 1
+        if of.handles > 0:
+            return
+        if of.data_dirty or of.meta_dirty:
+            try:
+                self._upload(inode, of)
+            except Exception as exc:
+                if not inode.unlinked:
+                    kept = of.keep_unsaved(self.unsaved_dir, inode.key)
+                    log.error("could not store %s (%s); its bytes are kept in %s",
+                              inode.key, exc, kept)
+        of.close()
+        with self.table.lock:
+            inode.open_file = None
+            if inode.parent is not None:
+                inode.parent.pending_children.discard(inode.name)
+            self.table.set_attr(inode, inode.attr.with_(size=of.size))
+            self.table.forget(inode.ino, 0)
+
+    def _upload(self, inode: Inode, of: OpenFile) -> None:
+        if inode.unlinked:
+            of.data_dirty = of.meta_dirty = False
+            return
+        store = self._store(inode)
+        with of.lock:
+            if of.meta_dirty and not of.data_dirty and of.etag is not None:
+                self._store_object_attr(inode, inode.attr)
+                of.meta_dirty = False
+                return
+            attr = inode.attr.with_(size=of.size)
+            of.upload(store, inode.key, metadata.encode(attr), self._content_type(inode))
+            info = store.head(inode.key)
+            self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            if inode.parent is not None:
+                inode.parent.pending_children.discard(inode.name)
+
+    def open(self, ino: int, flags: int) -> int:
+        inode = self.table.get(ino)
+        if inode.kind is Kind.DIR:
+            raise FsError(errno.EISDIR)
+        accmode = flags & os.O_ACCMODE
+        writable = accmode in (os.O_WRONLY, os.O_RDWR)
+        if writable or flags & os.O_TRUNC:
+            self._writable()
+        with self._ns_lock:
+            of = self._open_file(inode)
+        handle = _Handle(inode, flags, writable)
+        fh = self._new_fh(handle)
+        if flags & os.O_TRUNC and writable:
+            now = time.time_ns()
+            with of.lock:
+                of.truncate(self._store(inode), inode.key, 0)
+                inode.attr = inode.attr.with_(size=0, mtime_ns=now, ctime_ns=now)
+        return fh
+
+    def create(self, parent_ino: int, raw: bytes, mode: int, flags: int, uid: int,
+               gid: int) -> tuple[int, Attr]:
+        self._writable()
+        parent = self.table.get(parent_ino)
+        self._in_bucket(parent)
+        name = valid_name(raw)
+        with self._ns_lock:
+            try:
+                existing = self._lookup_inode(parent, name)
+            except FsError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+            else:
+                if flags & os.O_EXCL:
+                    raise FsError(errno.EEXIST)
+                fh = self.open(existing.ino, flags)
+                self.table.remember(existing)
+                return fh, self._current_attr(existing)
+            join_key(parent.key, name)  # refuses names whose key would be too long
+            now = time.time_ns()
+            ino = self.table.new_ino()
+            attr = Attr(ino, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, now, now, now)
+            inode = Inode(ino, Kind.FILE, attr, parent, name)
+            self.table.link(parent, name, inode)
+            self.table.set_attr(inode, attr)
+            parent.pending_children.add(name)
+            self._open_file(inode, new=True)
+            self.table.remember(inode)
+        fh = self._new_fh(_Handle(inode, flags, True))
+        return fh, self._current_attr(inode)
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self._handles[fh]
+        inode = handle.inode
+        of = inode.open_file
+        assert of is not None, "an open handle has an open file"
+        return of.read(self._store(inode), inode.key, offset, size)
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        handle = self._handles[fh]
+        if not handle.writable:
+            raise FsError(errno.EBADF)
+        inode = handle.inode
+        of = inode.open_file
+        assert of is not None, "an open handle has an open file"
+        with of.lock:
+            if handle.flags & os.O_APPEND:
+                offset = of.size
+            written = of.write(self._store(inode), inode.key, offset, data)
+            now = time.time_ns()
+            inode.attr = inode.attr.with_(mtime_ns=now, ctime_ns=now)
+        return written
+
+    def flush(self, fh: int) -> None:
+        """close(): the data must be in the store when this returns without error."""
+        handle = self._handles[fh]
+        of = handle.inode.open_file
+        if of is not None and (of.data_dirty or of.meta_dirty):
+            try:
+                self._upload(handle.inode, of)
+            except (StoreError, OSError) as exc:
+                log.error("upload of %s failed: %s", handle.inode.key, exc)
+                raise
+
+    def fsync(self, fh: int) -> None:
+        self.flush(fh)
+
+    def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh)
+        of = handle.inode.open_file
+        if of is not None:
+            with self._ns_lock:
+                self._close_file(handle.inode, of)
+
+    # ------------------------------------------------------------------ names ------
+    def unlink(self, parent_ino: int, raw: bytes) -> None:
+        self._writable()
+        with self._ns_lock:
+            parent, name, inode = self._child(parent_ino, raw)
+            self._in_bucket(parent)
+            if inode.kind is Kind.DIR:
+                raise FsError(errno.EISDIR)
+            if name not in parent.pending_children or inode.open_file is None:
+                self._store(inode).delete(inode.key)
+            parent.pending_children.discard(name)
+            self.table.unlink(parent, name)
+            self._keep_parent(parent)
+
+    def symlink(self, parent_ino: int, raw: bytes, target: bytes, uid: int, gid: int) -> Attr:
+        self._writable()
+        parent = self.table.get(parent_ino)
+        self._in_bucket(parent)
+        name = valid_name(raw)
+        with self._ns_lock:
+            self._must_not_exist(parent, name)
+            key = join_key(parent.key, name)
+            now = time.time_ns()
+            ino = self.table.new_ino()
+            attr = Attr(ino, stat.S_IFLNK | 0o777, uid, gid, len(target), now, now, now)
+            store = self._store(parent)
+            store.put(key, target, metadata.encode(attr), "application/octet-stream")
+            info = store.head(key)
+            inode = Inode(ino, Kind.SYMLINK, attr, parent, name,
+                          symlink_target=target.decode("utf-8", "surrogateescape"))
+            self.table.link(parent, name, inode)
+            self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            self.table.remember(inode)
+            return attr
+
+    def rename(self, old_parent_ino: int, old_raw: bytes, new_parent_ino: int,
+               new_raw: bytes, flags: int = 0) -> None:
+        self._writable()
+        if flags & RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        with self._ns_lock:
+            old_parent, old_name, src = self._child(old_parent_ino, old_raw)
+            new_parent = self.table.get(new_parent_ino)
+            self._in_bucket(old_parent)
+            self._in_bucket(new_parent)
+            new_name = valid_name(new_raw)
+            if src.root_key is not None:
+                raise FsError(errno.EBUSY)
+            try:
+                dst: Inode | None = self._lookup_inode(new_parent, new_name)
+            except FsError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                dst = None
+            if dst is src:
+                return
+            if dst is not None and flags & RENAME_NOREPLACE:
+                raise FsError(errno.EEXIST)
+            if src.store_bucket != new_parent.store_bucket:
+                raise FsError(errno.EXDEV)
+            new_key = join_key(new_parent.key, new_name)
+            if src.kind is Kind.DIR:
+                self._rename_dir(src, new_parent, new_key, dst)
+            else:
+                if dst is not None and dst.kind is Kind.DIR:
+                    raise FsError(errno.EISDIR)
+                self._rename_object(src, new_key)
+            if dst is not None:
+                self.table.unlink(new_parent, new_name)
+            new_parent.pending_children.discard(new_name)
+            if old_name in old_parent.pending_children:
+                old_parent.pending_children.discard(old_name)
+                new_parent.pending_children.add(new_name)
+            self.table.move(src, new_parent, new_name)
+            self._keep_parent(old_parent)
+
+    def _rename_object(self, src: Inode, new_key: str) -> None:
+        store = self._store(src)
+        of = src.open_file
+        if of is not None and (of.data_dirty or of.meta_dirty):
+            # Renaming a file that was never stored (or has local changes): store its
+            # current bytes under the new name directly.
+            attr = src.attr.with_(size=of.size)
+            with of.lock:
+                of.upload(store, new_key, metadata.encode(attr), self._content_type(src))
+            if src.parent is not None and src.name not in src.parent.pending_children:
+                store.delete(src.key)
+            return
+        store.copy(src.key, new_key)
+        store.delete(src.key)
+
+    def _rename_dir(self, src: Inode, new_parent: Inode, new_key: str,
+                    dst: Inode | None) -> None:
+        node: Inode | None = new_parent
+        while node is not None:
+            if node is src:
+                raise FsError(errno.EINVAL, "cannot move a directory into itself")
+            node = node.parent
+        store = self._store(src)
+        if dst is not None:
+            if dst.kind is not Kind.DIR:
+                raise FsError(errno.ENOTDIR)
+            dprefix = dir_prefix(dst.key)
+            listing = store.list(dprefix, None, max_keys=2)
+            if any(o.key != dprefix for o in listing.objects) or self._has_pending(dst):
+                raise FsError(errno.ENOTEMPTY)
+        # Store local changes of open files below first, so the copy carries them.
+        old_prefix = dir_prefix(src.key)
+        for inode in self.table.all():
+            of = inode.open_file
+            if of is not None and (of.data_dirty or of.meta_dirty) and not inode.unlinked:
+                try:
+                    key = inode.key
+                except AssertionError:
+                    continue
+                if key.startswith(old_prefix):
+                    self._upload(inode, of)
+        keys = [o.key for o in store.iter_keys(old_prefix)]
+        new_prefix = dir_prefix(new_key)
+        # Copy everything first, then delete: a failure half way leaves both copies, never
+        # neither.
+        copies = self._parallel(lambda k: store.copy(k, new_prefix + k[len(old_prefix):]),  # type: ignore[operator]
+                                keys)
+        for fut in copies:
+            fut.result()
+        if not keys:
+            store.put(new_prefix, b"", metadata.encode(src.attr), DIR_CONTENT_TYPE)
+        if dst is not None and dir_prefix(dst.key) not in {new_prefix + k[len(old_prefix):]
+                                                           for k in keys}:
+            store.delete(dir_prefix(dst.key))
+        store.delete_many(keys)
+        src.has_marker = old_prefix in keys or not keys
+
+    # ------------------------------------------------------------------ lifecycle --
+    def shutdown(self) -> None:
+        """Store what is still dirty (unmount with files open) and stop the workers."""
+        for inode in self.table.all():
+            of = inode.open_file
+            if of is not None and (of.data_dirty or of.meta_dirty):
+                try:
+                    self._upload(inode, of)
+                except Exception as exc:
+                    kept = of.keep_unsaved(self.unsaved_dir, inode.key)
+                    log.error("could not store %s at unmount (%s); bytes kept in %s",
+                              inode.key, exc, kept)
+        self._pool.shutdown(wait=True)

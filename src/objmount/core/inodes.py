@@ -1,0 +1,206 @@
+"""The inode table: numbers, names, kernel lookup counts, attribute and negative caches.
+
+An inode knows its parent and its name, not its key: the key is derived by walking up,
+so renaming a directory renames everything below it in one assignment.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from objmount.core.metadata import Attr
+from objmount.core.names import join_key
+
+if TYPE_CHECKING:
+    from objmount.core.openfile import OpenFile
+
+ROOT_INO = 1
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+
+
+class Virtual(enum.Enum):
+    """Directories that are no prefix of any bucket (multi-bucket mounts)."""
+
+    NONE = "none"
+    TOP = "top"  # the mount root, holding the provider directory
+    PROVIDER = "provider"  # "s3", holding one directory per bucket
+
+
+@dataclass(eq=False)
+class Inode:
+    ino: int
+    kind: Kind
+    attr: Attr
+    parent: Inode | None
+    name: str
+    bucket: str | None = None
+    # Set on a bucket root: the key prefix it stands for ('' or 'some/prefix').
+    root_key: str | None = None
+    virtual: Virtual = Virtual.NONE
+    lookups: int = 0
+    attr_expires: float = 0.0
+    # The object version the attributes came from: (etag, Last-Modified ns).
+    version: tuple[str, int] | None = None
+    has_marker: bool = False
+    unlinked: bool = False
+    symlink_target: str | None = None
+    open_file: OpenFile | None = None
+    # For directories: names created here that may not be in the store yet.
+    pending_children: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> str:
+        if self.root_key is not None:
+            return self.root_key
+        assert self.parent is not None, "a non-root inode has a parent"
+        return join_key(self.parent.key, self.name)
+
+    @property
+    def store_bucket(self) -> str:
+        node: Inode | None = self
+        while node is not None:
+            if node.bucket is not None:
+                return node.bucket
+            node = node.parent
+        raise AssertionError("inode outside any bucket")
+
+
+class InodeTable:
+    def __init__(self, attr_ttl: float, negative_ttl: float) -> None:
+        self.lock = threading.RLock()
+        self.attr_ttl = attr_ttl
+        self.negative_ttl = negative_ttl
+        self._by_ino: dict[int, Inode] = {}
+        self._children: dict[tuple[int, str], Inode] = {}
+        self._negative: dict[tuple[int, str], float] = {}
+        self._next_ino = ROOT_INO + 1
+
+    def add_root(self, inode: Inode) -> None:
+        with self.lock:
+            inode.lookups = 1  # the kernel never forgets the root
+            self._by_ino[inode.ino] = inode
+
+    def get(self, ino: int) -> Inode:
+        with self.lock:
+            return self._by_ino[ino]
+
+    def find(self, ino: int) -> Inode | None:
+        with self.lock:
+            return self._by_ino.get(ino)
+
+    def child(self, parent: Inode, name: str) -> Inode | None:
+        with self.lock:
+            return self._children.get((parent.ino, name))
+
+    def children_of(self, parent: Inode) -> list[Inode]:
+        with self.lock:
+            return [i for (p, _), i in self._children.items() if p == parent.ino]
+
+    def all(self) -> list[Inode]:
+        with self.lock:
+            return list(self._by_ino.values())
+
+    def new_ino(self) -> int:
+        with self.lock:
+            ino = self._next_ino
+            self._next_ino += 1
+            return ino
+
+    def fresh(self, inode: Inode) -> bool:
+        return inode.attr_expires > time.monotonic()
+
+    def set_attr(self, inode: Inode, attr: Attr, version: tuple[str, int] | None = None,
+                 ttl: float | None = None) -> None:
+        with self.lock:
+            inode.attr = attr
+            inode.attr_expires = time.monotonic() + (self.attr_ttl if ttl is None else ttl)
+            if version is not None:
+                inode.version = version
+
+    def link(self, parent: Inode, name: str, inode: Inode) -> None:
+        """Make ``inode`` the entry ``name`` of ``parent`` (replacing any other)."""
+        with self.lock:
+            old = self._children.get((parent.ino, name))
+            if old is not None and old is not inode:
+                self._detach(old)
+            inode.parent, inode.name = parent, name
+            self._children[(parent.ino, name)] = inode
+            self._by_ino[inode.ino] = inode
+            self._negative.pop((parent.ino, name), None)
+
+    def unlink(self, parent: Inode, name: str) -> Inode | None:
+        with self.lock:
+            inode = self._children.pop((parent.ino, name), None)
+            if inode is not None:
+                inode.unlinked = True
+                self._maybe_drop(inode)
+            self.set_negative(parent, name)
+            return inode
+
+    def move(self, inode: Inode, new_parent: Inode, new_name: str) -> None:
+        with self.lock:
+            assert inode.parent is not None
+            old_key = (inode.parent.ino, inode.name)
+            if self._children.get(old_key) is inode:
+                del self._children[old_key]
+            self.set_negative(inode.parent, inode.name)
+            self.link(new_parent, new_name, inode)
+
+    def _detach(self, inode: Inode) -> None:
+        assert inode.parent is not None
+        if self._children.get((inode.parent.ino, inode.name)) is inode:
+            del self._children[(inode.parent.ino, inode.name)]
+        inode.unlinked = True
+        self._maybe_drop(inode)
+
+    def remember(self, inode: Inode, count: int = 1) -> None:
+        with self.lock:
+            inode.lookups += count
+
+    def forget(self, ino: int, count: int) -> None:
+        with self.lock:
+            inode = self._by_ino.get(ino)
+            if inode is None:
+                return
+            inode.lookups = max(0, inode.lookups - count)
+            self._maybe_drop(inode)
+
+    def _maybe_drop(self, inode: Inode) -> None:
+        """Drop an inode nobody refers to any more: not the kernel, not an open file."""
+        if inode.lookups > 0 or inode.open_file is not None or inode.ino == ROOT_INO:
+            return
+        if inode.parent is not None and not inode.unlinked:
+            # Still reachable by name: keep the cached attributes, just not the number...
+            # ...unless the kernel forgot it, in which case the next lookup starts over.
+            key = (inode.parent.ino, inode.name)
+            if self._children.get(key) is inode:
+                del self._children[key]
+        self._by_ino.pop(inode.ino, None)
+
+    def is_negative(self, parent: Inode, name: str) -> bool:
+        with self.lock:
+            expires = self._negative.get((parent.ino, name))
+            if expires is None:
+                return False
+            if expires < time.monotonic():
+                del self._negative[(parent.ino, name)]
+                return False
+            return True
+
+    def set_negative(self, parent: Inode, name: str) -> None:
+        with self.lock:
+            if self.negative_ttl > 0:
+                self._negative[(parent.ino, name)] = time.monotonic() + self.negative_ttl
+
+    def clear_negative(self, parent: Inode, name: str) -> None:
+        with self.lock:
+            self._negative.pop((parent.ino, name), None)

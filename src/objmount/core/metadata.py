@@ -1,0 +1,119 @@
+"""POSIX attributes <-> object user metadata, in the headers s3fs-fuse uses.
+
+``x-amz-meta-mode`` is the full st_mode in decimal; ``-uid``/``-gid`` decimal;
+``-mtime``/``-ctime``/``-atime`` are seconds with an optional ``.nnnnnnnnn``. rclone's
+float ``mtime`` (the same header, fewer or more digits) is read as well.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, replace
+
+from objmount.store.base import ObjectInfo
+
+DIR_CONTENT_TYPE = "application/x-directory"
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Attr:
+    ino: int
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    nlink: int = 1
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    def with_(self, **changes: int) -> Attr:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What objects written by other tools, with no metadata, are shown with."""
+
+    uid: int
+    gid: int
+    file_mode: int = 0o644
+    dir_mode: int = 0o755
+
+
+def parse_time(value: str | None) -> int | None:
+    """'1700000000', '1700000000.5' or '1700000000.123456789' -> nanoseconds."""
+    if not value:
+        return None
+    text = value.strip()
+    sign = -1 if text.startswith("-") else 1
+    whole, _, frac = text.lstrip("+-").partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        return None
+    return sign * (int(whole) * _NS + int((frac + "000000000")[:9]))
+
+
+def format_time(ns: int) -> str:
+    sec, frac = divmod(ns, _NS)
+    return f"{sec}.{frac:09d}" if frac else str(sec)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def encode(attr: Attr) -> dict[str, str]:
+    return {
+        "mode": str(attr.mode),
+        "uid": str(attr.uid),
+        "gid": str(attr.gid),
+        "atime": format_time(attr.atime_ns),
+        "mtime": format_time(attr.mtime_ns),
+        "ctime": format_time(attr.ctime_ns),
+    }
+
+
+def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> Attr:
+    """Attributes of an object (or of a directory's marker) as objmount shows them."""
+    meta = info.metadata
+    mode = _int(meta.get("mode"))
+    if is_dir:
+        perms = stat.S_IMODE(mode) if mode is not None else defaults.dir_mode
+        mode = stat.S_IFDIR | perms
+    elif mode is not None and stat.S_ISLNK(mode):
+        mode = stat.S_IFLNK | 0o777
+    else:
+        # Any other type bits (a FIFO or device stored by another tool) are shown as a
+        # regular file: objmount stores bytes, not devices.
+        perms = stat.S_IMODE(mode) if mode is not None else defaults.file_mode
+        mode = stat.S_IFREG | perms
+    mtime = parse_time(meta.get("mtime")) or info.mtime_ns
+    ctime = parse_time(meta.get("ctime")) or mtime
+    atime = parse_time(meta.get("atime")) or mtime
+    uid = _int(meta.get("uid"))
+    gid = _int(meta.get("gid"))
+    return Attr(
+        ino=ino,
+        mode=mode,
+        uid=defaults.uid if uid is None else uid,
+        gid=defaults.gid if gid is None else gid,
+        size=0 if is_dir else info.size,
+        atime_ns=atime,
+        mtime_ns=mtime,
+        ctime_ns=ctime,
+        nlink=2 if is_dir else 1,
+    )

@@ -1,0 +1,1 @@
+"""Frontends: thin translators between a kernel or program interface and the engine."""

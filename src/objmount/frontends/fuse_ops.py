@@ -1,0 +1,186 @@
+"""pyfuse3 adapter: each handler runs one engine call in a worker thread and maps errors
+through the one errno table. No file-system logic lives here."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from objmount.core.engine import Engine
+from objmount.core.metadata import Attr
+from objmount.errors import ObjmountError, to_errno
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Worker threads: one blocking engine call each (store I/O releases the GIL).
+_LIMITER = trio.CapacityLimiter(64)
+
+
+def entry(attr: Attr, timeout: float) -> pyfuse3.EntryAttributes:
+    e = pyfuse3.EntryAttributes()
+    e.st_ino = attr.ino
+    e.st_mode = attr.mode
+    e.st_nlink = attr.nlink
+    e.st_uid = attr.uid
+    e.st_gid = attr.gid
+    e.st_size = attr.size
+    e.st_blksize = 512 * 1024
+    e.st_blocks = (attr.size + 511) // 512
+    e.st_atime_ns = attr.atime_ns
+    e.st_mtime_ns = attr.mtime_ns
+    e.st_ctime_ns = attr.ctime_ns
+    e.entry_timeout = timeout
+    e.attr_timeout = timeout
+    return e
+
+
+class FuseOperations(pyfuse3.Operations):  # type: ignore[misc]
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.timeout = engine.options.attr_ttl
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            try:
+                return fn(*args, **kwargs)
+            except ObjmountError as exc:
+                log.debug("%s: %s", fn.__name__, exc)
+                raise pyfuse3.FUSEError(to_errno(exc)) from exc
+            except OSError as exc:
+                log.warning("%s: %s", fn.__name__, exc)
+                raise pyfuse3.FUSEError(to_errno(exc)) from exc
+            except pyfuse3.FUSEError:
+                raise
+            except Exception as exc:
+                log.exception("unexpected error in %s", fn.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from exc
+        return await trio.to_thread.run_sync(call, limiter=_LIMITER)
+
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        return entry(await self._run(self.engine.lookup, parent_inode, name), self.timeout)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            self.engine.forget(ino, count)
+
+    async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        return entry(await self._run(self.engine.getattr, inode), self.timeout)
+
+    async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None,
+                      ctx: Any) -> pyfuse3.EntryAttributes:
+        kwargs: dict[str, int | None] = {"fh": fh}
+        if fields.update_mode:
+            kwargs["mode"] = attr.st_mode
+        if fields.update_uid:
+            kwargs["uid"] = attr.st_uid
+        if fields.update_gid:
+            kwargs["gid"] = attr.st_gid
+        if fields.update_size:
+            kwargs["size"] = attr.st_size
+        if fields.update_atime:
+            kwargs["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            kwargs["mtime_ns"] = attr.st_mtime_ns
+        result = await self._run(self.engine.setattr, inode, **kwargs)
+        return entry(result, self.timeout)
+
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        return await self._run(self.engine.readlink, inode)
+
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        return await self._run(self.engine.opendir, inode)
+
+    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+        entries = await self._run(self.engine.readdir, fh, start_id)
+        for e in entries:
+            if not pyfuse3.readdir_reply(token, e.name.encode(), entry(e.attr, self.timeout),
+                                         e.offset):
+                break
+            # readdirplus handed the inode to the kernel: it will forget it later.
+            self.engine.remember(e.attr.ino)
+
+    async def releasedir(self, fh: int) -> None:
+        self.engine.releasedir(fh)
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: Any) -> pyfuse3.EntryAttributes:
+        attr = await self._run(self.engine.mkdir, parent_inode, name, mode & ~ctx.umask,
+                               ctx.uid, ctx.gid)
+        return entry(attr, self.timeout)
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self._run(self.engine.rmdir, parent_inode, name)
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self._run(self.engine.unlink, parent_inode, name)
+
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: Any) -> pyfuse3.EntryAttributes:
+        attr = await self._run(self.engine.symlink, parent_inode, name, target, ctx.uid,
+                               ctx.gid)
+        return entry(attr, self.timeout)
+
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: Any) -> None:
+        await self._run(self.engine.rename, parent_inode_old, name_old, parent_inode_new,
+                        name_new, flags)
+
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: Any) -> pyfuse3.EntryAttributes:
+        # One file is one object: a second name would be a second, diverging copy.
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: Any) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        fh = await self._run(self.engine.open, inode, flags)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False)
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        fh, attr = await self._run(self.engine.create, parent_inode, name,
+                                   mode & ~ctx.umask, flags, ctx.uid, ctx.gid)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), entry(attr, self.timeout)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self._run(self.engine.read, fh, off, size)
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self._run(self.engine.write, fh, off, buf)
+
+    async def flush(self, fh: int) -> None:
+        await self._run(self.engine.flush, fh)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self._run(self.engine.fsync, fh)
+
+    async def release(self, fh: int) -> None:
+        await self._run(self.engine.release, fh)
+
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        s = self.engine.statfs()
+        out = pyfuse3.StatvfsData()
+        out.f_bsize = s.block_size
+        out.f_frsize = s.block_size
+        out.f_blocks = s.blocks
+        out.f_bfree = s.blocks_free
+        out.f_bavail = s.blocks_free
+        out.f_files = s.files
+        out.f_ffree = s.files_free
+        out.f_favail = s.files_free
+        out.f_namemax = s.name_max
+        return out
+

@@ -1,0 +1,201 @@
+"""Mounting: validate, daemonize, serve the FUSE session, unmount cleanly.
+
+The command forks before anything starts threads (obstore's runtime, worker pools);
+the child builds the store and the engine, checks them, mounts, and only then tells
+the waiting parent "ok" through a pipe, so every mount-time error is one line on the
+user's terminal and a non-zero exit, whether or not the mount daemonizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from objmount import paths
+from objmount.core.engine import Engine, EngineOptions, MountRoot
+from objmount.errors import ConfigError, ObjmountError
+from objmount.frontends.fuse_ops import FuseOperations
+from objmount.store.base import Account
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MountRequest:
+    mountpoint: Path
+    root: MountRoot
+    engine: EngineOptions
+    allow_other: bool = False
+    default_permissions: bool = True
+    foreground: bool = False
+    fuse_options: frozenset[str] = field(default_factory=frozenset)
+
+
+def pid_file(mountpoint: Path) -> Path:
+    digest = hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
+    return paths.runtime_dir() / f"mount-{digest}.pid"
+
+
+def is_mountpoint(path: Path) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].replace("\\040", " ") == target:
+                return True
+    return False
+
+
+def check_mountpoint(mountpoint: Path) -> None:
+    if not mountpoint.exists():
+        raise ConfigError(f"mountpoint {mountpoint} does not exist")
+    if not mountpoint.is_dir():
+        raise ConfigError(f"mountpoint {mountpoint} is not a directory")
+    if is_mountpoint(mountpoint):
+        raise ConfigError(f"mountpoint {mountpoint} is busy: something is already mounted there")
+
+
+def _fuse_options(req: MountRequest) -> set[str]:
+    opts = {"fsname=objmount", "subtype=objmount", *req.fuse_options}
+    if req.default_permissions:
+        opts.add("default_permissions")
+    if req.allow_other:
+        opts.add("allow_other")
+    if req.engine.read_only:
+        opts.add("ro")
+    return opts
+
+
+async def _serve(ops: FuseOperations) -> None:
+    async with trio.open_nursery() as nursery:
+        async def on_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    log.info("signal received: unmounting")
+                    pyfuse3.terminate()
+                    return
+        nursery.start_soon(on_signals)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+def serve(req: MountRequest, make_account: Callable[[], Account],
+          ready: Callable[[str], None]) -> int:
+    """Build the engine, mount, serve until unmounted. ``ready`` gets "ok" or an error."""
+    try:
+        engine = Engine(make_account(), req.root, req.engine)
+        engine.check()
+        ops = FuseOperations(engine)
+        pyfuse3.init(ops, str(req.mountpoint), _fuse_options(req))
+    except ObjmountError as exc:
+        ready(str(exc))
+        return 1
+    except RuntimeError as exc:  # pyfuse3.init: the kernel refused the mount
+        ready(f"cannot mount {req.mountpoint}: {exc}")
+        return 1
+    pid_path = pid_file(req.mountpoint)
+    pid_path.write_text(f"{os.getpid()}\n")
+    log.info("mounted %s", req.mountpoint)
+    ready("ok")
+    try:
+        trio.run(_serve, ops)
+    finally:
+        # After fusermount3 -u the kernel side is gone already; after a signal it is not.
+        pyfuse3.close(unmount=True)
+        engine.shutdown()
+        pid_path.unlink(missing_ok=True)
+        log.info("unmounted %s", req.mountpoint)
+    return 0
+
+
+def mount(req: MountRequest, make_account: Callable[[], Account],
+          log_file: Path | None) -> int:
+    check_mountpoint(req.mountpoint)
+    if req.foreground:
+        def say(msg: str) -> None:
+            if msg != "ok":
+                raise ConfigError(msg)
+        return serve(req, make_account, say)
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid > 0:
+        os.close(write_end)
+        with os.fdopen(read_end, "r") as reader:
+            message = reader.read().strip()
+        if message == "ok":
+            return 0
+        _, status = os.waitpid(pid, 0)
+        raise ConfigError(message or f"the mount daemon died (status {status})")
+
+    # Child: the daemon.
+    os.close(read_end)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    if log_file is None:
+        log_file = paths.log_dir() / f"mount-{pid_file(req.mountpoint).stem[6:]}.log"
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    writer = os.fdopen(write_end, "w")
+
+    def tell(msg: str) -> None:
+        if not writer.closed:
+            writer.write(msg + "\n")
+            writer.close()
+
+    code = 1
+    try:
+        code = serve(req, make_account, tell)
+    except BaseException as exc:  # the parent must hear something, whatever happened
+        log.exception("mount daemon failed")
+        tell(f"mount failed: {exc}")
+    finally:
+        tell("mount failed")
+        logging.shutdown()
+        os._exit(code)
+
+
+def umount(mountpoint: Path, timeout: float = 120.0) -> None:
+    mountpoint = Path(os.path.realpath(mountpoint))
+    if not is_mountpoint(mountpoint):
+        raise ConfigError(f"{mountpoint} is not mounted")
+    pid_path = pid_file(mountpoint)
+    pid = None
+    if pid_path.exists():
+        try:
+            pid = int(pid_path.read_text().strip())
+        except ValueError:
+            pid = None
+    result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        msg = result.stderr.strip() or f"fusermount3 exited with {result.returncode}"
+        raise ConfigError(f"cannot unmount {mountpoint}: {msg}")
+    # Wait for the daemon to finish storing and exit, so that "umount returned" means
+    # "everything is in the store".
+    deadline = time.monotonic() + timeout
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            break
+        time.sleep(0.05)
+    else:
+        if pid is not None:
+            raise ConfigError(f"the daemon (pid {pid}) is still running after {timeout:.0f}s")
+    pid_path.unlink(missing_ok=True)
+

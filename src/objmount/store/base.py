@@ -1,0 +1,97 @@
+"""The object store protocol the engine is written against.
+
+Keys are exact S3 keys (str). User metadata names are lower case and carry no
+``x-amz-meta-`` prefix: ``{"mode": "33188"}`` travels as ``x-amz-meta-mode: 33188``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    mtime_ns: int  # Last-Modified
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = ""
+    # False when the info came from a LIST, which carries no user metadata.
+    has_metadata: bool = True
+
+
+@dataclass(frozen=True)
+class ListResult:
+    objects: list[ObjectInfo]
+    prefixes: list[str]  # common prefixes, each ending in the delimiter
+
+
+class ObjectStore(Protocol):
+    """One bucket."""
+
+    bucket: str
+
+    def check(self) -> None:
+        """Raise NoSuchBucket / AccessDenied / StoreUnavailable unless the bucket is usable."""
+
+    def head(self, key: str) -> ObjectInfo: ...
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Bytes [start, end). With ``etag``, raise PreconditionFailed if it changed."""
+        ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+        """Write the whole object into ``dest`` (which exists); return what was read."""
+        ...
+
+    def put(
+        self, key: str, data: bytes, metadata: Mapping[str, str], content_type: str = ""
+    ) -> str:
+        """Store ``data`` whole; return the new ETag."""
+        ...
+
+    def upload(
+        self, key: str, source: Path, metadata: Mapping[str, str], content_type: str = ""
+    ) -> str:
+        """Store the file whole: one PUT when small, a multipart upload when large.
+        The object only changes when the upload completes."""
+        ...
+
+    def copy(
+        self,
+        src_key: str,
+        dst_key: str,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str = "",
+    ) -> str:
+        """Server-side copy. ``metadata=None`` keeps the source's metadata."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete; a missing key is not an error (S3 semantics)."""
+        ...
+
+    def delete_many(self, keys: list[str]) -> None: ...
+
+    def list(self, prefix: str, delimiter: str | None = "/", max_keys: int | None = None
+             ) -> ListResult:
+        """Every object and common prefix under ``prefix`` (all pages, or at most max_keys)."""
+        ...
+
+    def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, recursively, page by page."""
+        ...
+
+
+class Account(Protocol):
+    """The credentials' view: which buckets exist, and a store for each."""
+
+    def list_buckets(self) -> list[str]: ...
+
+    def bucket(self, name: str) -> ObjectStore: ...

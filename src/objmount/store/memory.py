@@ -1,0 +1,154 @@
+"""An in-memory bucket with S3's listing and metadata semantics, for fast engine tests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from objmount.errors import NoSuchBucket, NoSuchKey, PreconditionFailed
+from objmount.store.base import ListResult, ObjectInfo
+
+
+@dataclass
+class _Object:
+    data: bytes
+    metadata: dict[str, str]
+    content_type: str
+    mtime_ns: int
+    etag: str
+
+
+class MemoryStore:
+    def __init__(self, bucket: str = "mem") -> None:
+        self.bucket = bucket
+        self._objects: dict[str, _Object] = {}
+        self._lock = threading.Lock()
+        self.requests: dict[str, int] = {}  # operation name -> count, for tests
+        self.exists = True
+
+    def _count(self, op: str) -> None:
+        self.requests[op] = self.requests.get(op, 0) + 1
+        if not self.exists:
+            raise NoSuchBucket(self.bucket)
+
+    def _info(self, key: str, obj: _Object) -> ObjectInfo:
+        return ObjectInfo(key, len(obj.data), obj.etag, obj.mtime_ns, dict(obj.metadata),
+                          obj.content_type)
+
+    def _get(self, key: str) -> _Object:
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise NoSuchKey(key) from None
+
+    def check(self) -> None:
+        self._count("check")
+
+    def head(self, key: str) -> ObjectInfo:
+        with self._lock:
+            self._count("head")
+            return self._info(key, self._get(key))
+
+    def get(self, key: str) -> bytes:
+        with self._lock:
+            self._count("get")
+            return self._get(key).data
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        with self._lock:
+            self._count("get_range")
+            obj = self._get(key)
+            if etag is not None and obj.etag != etag:
+                raise PreconditionFailed(key)
+            return obj.data[start:end]
+
+    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+        with self._lock:
+            self._count("download")
+            obj = self._get(key)
+            if etag is not None and obj.etag != etag:
+                raise PreconditionFailed(key)
+            info = self._info(key, obj)
+            data = obj.data
+        with open(dest, "r+b") as f:
+            f.write(data)
+        return info
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str],
+            content_type: str = "") -> str:
+        etag = '"' + hashlib.md5(data).hexdigest() + '"'
+        with self._lock:
+            self._count("put")
+            self._objects[key] = _Object(bytes(data), dict(metadata), content_type,
+                                         time.time_ns(), etag)
+        return etag
+
+    def upload(self, key: str, source: Path, metadata: Mapping[str, str],
+               content_type: str = "") -> str:
+        return self.put(key, source.read_bytes(), metadata, content_type)
+
+    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
+             content_type: str = "") -> str:
+        with self._lock:
+            self._count("copy")
+            src = self._get(src_key)
+            self._objects[dst_key] = _Object(
+                src.data,
+                dict(src.metadata) if metadata is None else dict(metadata),
+                src.content_type if metadata is None else content_type,
+                time.time_ns(),
+                src.etag,
+            )
+            return src.etag
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._count("delete")
+            self._objects.pop(key, None)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def list(self, prefix: str, delimiter: str | None = "/", max_keys: int | None = None
+             ) -> ListResult:
+        with self._lock:
+            self._count("list")
+            objects: list[ObjectInfo] = []
+            prefixes: list[str] = []
+            for key in sorted(self._objects):
+                if not key.startswith(prefix):
+                    continue
+                rest = key[len(prefix):]
+                if delimiter and delimiter in rest:
+                    common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+                    if not prefixes or prefixes[-1] != common:
+                        prefixes.append(common)
+                else:
+                    info = self._info(key, self._objects[key])
+                    objects.append(ObjectInfo(info.key, info.size, info.etag, info.mtime_ns,
+                                              has_metadata=False))
+                if max_keys is not None and len(objects) + len(prefixes) >= max_keys:
+                    break
+            return ListResult(objects, prefixes)
+
+    def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        yield from self.list(prefix, delimiter=None).objects
+
+
+class MemoryAccount:
+    def __init__(self, *buckets: str) -> None:
+        self.stores = {name: MemoryStore(name) for name in buckets}
+
+    def list_buckets(self) -> list[str]:
+        return sorted(self.stores)
+
+    def bucket(self, name: str) -> MemoryStore:
+        try:
+            return self.stores[name]
+        except KeyError:
+            raise NoSuchBucket(name) from None

@@ -1,0 +1,352 @@
+"""S3 behind the store protocol.
+
+botocore does the namespace work (HEAD with user metadata, LIST, CopyObject with
+replaced metadata, DELETE, ListBuckets, ``dir/`` markers): it addresses every key
+exactly. obstore (Rust, releases the GIL) moves the bytes of GET and PUT/multipart,
+but its path type normalises keys (it drops the trailing ``/`` of ``dir/`` and refuses
+``//`` and dot segments), so it only ever sees keys it represents unchanged.
+Neither client retries on its own: :class:`RetryPolicy` is the one retry policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import botocore.config
+import botocore.exceptions
+import botocore.session
+import obstore
+import obstore.exceptions
+from obstore.store import S3Store as _ObStore
+
+from objmount.config import S3Config
+from objmount.errors import (
+    AccessDenied,
+    NoSuchBucket,
+    NoSuchKey,
+    PreconditionFailed,
+    StoreError,
+    TransientStoreError,
+)
+from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_MIB = 1024 * 1024
+_ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                 "InvalidToken", "ExpiredToken", "AllAccessDisabled", "403"}
+_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
+                    "Throttling", "ThrottlingException", "RequestTimeTooSkewed", "500", "502",
+                    "503", "504"}
+
+
+def obstore_can_address(key: str) -> bool:
+    """True when obstore's path type keeps ``key`` byte for byte."""
+    if not key or key.endswith("/") or key.startswith("/"):
+        return False
+    return all(seg not in ("", ".", "..") and seg.isprintable() and "\\" not in seg
+               for seg in key.split("/"))
+
+
+def _botocore_error(exc: Exception, what: str) -> StoreError:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        msg = f"{what}: {code or status} {err.get('Message', '')}".strip()
+        if code == "NoSuchBucket":
+            return NoSuchBucket(msg)
+        if code in ("NoSuchKey", "NotFound") or status == "404":
+            return NoSuchKey(msg)
+        if code in _ACCESS_CODES or status == "403":
+            return AccessDenied(msg)
+        if code == "PreconditionFailed" or status == "412":
+            return PreconditionFailed(msg)
+        if code in _TRANSIENT_CODES or status in _TRANSIENT_CODES:
+            return TransientStoreError(msg)
+        return StoreError(msg)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return AccessDenied(f"{what}: no credentials")
+    if isinstance(exc, botocore.exceptions.HTTPClientError | botocore.exceptions.BotoCoreError):
+        # Connection refused, reset, timeouts: the network or the server is having trouble.
+        return TransientStoreError(f"{what}: {exc}")
+    return StoreError(f"{what}: {exc}")
+
+
+def _obstore_error(exc: Exception, what: str) -> StoreError:
+    text = str(exc).split("\n", 1)[0]
+    msg = f"{what}: {text}"
+    if isinstance(exc, FileNotFoundError | obstore.exceptions.NotFoundError):
+        return NoSuchKey(msg)
+    if isinstance(exc, obstore.exceptions.PreconditionError):
+        return PreconditionFailed(msg)
+    if isinstance(exc, obstore.exceptions.PermissionDeniedError
+                  | obstore.exceptions.UnauthenticatedError):
+        return AccessDenied(msg)
+    if "NoSuchBucket" in str(exc):
+        return NoSuchBucket(msg)
+    if "403" in text or "AccessDenied" in str(exc) or "InvalidAccessKeyId" in str(exc):
+        return AccessDenied(msg)
+    # Everything else obstore raises is a transport or server error (GenericError).
+    return TransientStoreError(msg)
+
+
+def _mtime_ns(value: Any) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
+    return 0
+
+
+class S3ObjectStore:
+    def __init__(self, account: S3Account, bucket: str) -> None:
+        self.bucket = bucket
+        self._account = account
+        self._client = account.client
+        self._retry = account.retry
+        self._ob: _ObStore | None = None
+        self._ob_lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        def attempt() -> T:
+            try:
+                return fn()
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise _botocore_error(exc, what) from exc
+        return self._retry.call(what, attempt)
+
+    def _obcall(self, what: str, fn: Callable[[], T]) -> T:
+        def attempt() -> T:
+            try:
+                return fn()
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise _obstore_error(exc, what) from exc
+        return self._retry.call(what, attempt)
+
+    def _obstore(self) -> _ObStore:
+        with self._ob_lock:
+            if self._ob is None:
+                self._ob = self._account.make_obstore(self.bucket)
+            return self._ob
+
+    # -- protocol ---------------------------------------------------------------------
+    def check(self) -> None:
+        try:
+            self._call(f"HeadBucket {self.bucket}",
+                       lambda: self._client.head_bucket(Bucket=self.bucket))
+        except NoSuchKey as exc:  # HeadBucket's 404 has no code: the bucket is missing
+            raise NoSuchBucket(f"bucket {self.bucket!r} does not exist") from exc
+
+    def head(self, key: str) -> ObjectInfo:
+        resp = self._call(f"HEAD {key}",
+                          lambda: self._client.head_object(Bucket=self.bucket, Key=key))
+        return ObjectInfo(key, int(resp.get("ContentLength", 0)), str(resp.get("ETag", "")),
+                          _mtime_ns(resp.get("LastModified")),
+                          {k.lower(): v for k, v in resp.get("Metadata", {}).items()},
+                          str(resp.get("ContentType", "")))
+
+    def get(self, key: str) -> bytes:
+        if obstore_can_address(key):
+            return bytes(self._obcall(f"GET {key}",
+                                      lambda: obstore.get(self._obstore(), key).bytes()))
+        resp = self._call(f"GET {key}",
+                          lambda: self._client.get_object(Bucket=self.bucket, Key=key))
+        return bytes(resp["Body"].read())
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        if end <= start:
+            return b""
+        if obstore_can_address(key):
+            options: dict[str, Any] = {"range": (start, end)}
+            if etag:
+                options["if_match"] = etag
+            return bytes(self._obcall(
+                f"GET {key} [{start}:{end})",
+                lambda: obstore.get(self._obstore(), key, options=options).bytes()))  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
+                                  "Range": f"bytes={start}-{end - 1}"}
+        if etag:
+            kwargs["IfMatch"] = etag
+        resp = self._call(f"GET {key}", lambda: self._client.get_object(**kwargs))
+        return bytes(resp["Body"].read())
+
+    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+        def fetch() -> ObjectInfo:
+            options: dict[str, Any] = {"if_match": etag} if etag else {}
+            result = obstore.get(self._obstore(), key, options=options)  # type: ignore[arg-type]
+            meta = result.meta
+            with open(dest, "r+b") as f:
+                for chunk in result.stream(min_chunk_size=8 * _MIB):
+                    f.write(chunk)
+            return ObjectInfo(key, int(meta["size"]), str(meta["e_tag"] or ""),
+                              _mtime_ns(meta["last_modified"]), has_metadata=False)
+
+        if obstore_can_address(key):
+            return self._obcall(f"GET {key}", fetch)
+        data = self.get(key)
+        dest.write_bytes(data)
+        return self.head(key)
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str],
+            content_type: str = "") -> str:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
+                                  "Metadata": dict(metadata)}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        resp = self._call(f"PUT {key}", lambda: self._client.put_object(**kwargs))
+        return str(resp.get("ETag", ""))
+
+    def upload(self, key: str, source: Path, metadata: Mapping[str, str],
+               content_type: str = "") -> str:
+        size = source.stat().st_size
+        if size <= self._account.part_size or not obstore_can_address(key):
+            return self.put(key, source.read_bytes(), metadata, content_type)
+        attributes: dict[str, str] = dict(metadata)
+        if content_type:
+            attributes["Content-Type"] = content_type
+        # obstore completes the multipart upload only after every part is in: the old
+        # object stays whole until then, and an aborted upload is cleaned up by obstore.
+        resp = self._obcall(f"PUT {key} (multipart, {size} bytes)", lambda: obstore.put(
+            self._obstore(), key, source, attributes=attributes,  # type: ignore[arg-type]
+            use_multipart=True, chunk_size=self._account.part_size,
+            max_concurrency=self._account.upload_concurrency))
+        return str(resp["e_tag"] or "")
+
+    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
+             content_type: str = "") -> str:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": dst_key,
+                                  "CopySource": {"Bucket": self.bucket, "Key": src_key}}
+        if metadata is not None:
+            kwargs["Metadata"] = dict(metadata)
+            kwargs["MetadataDirective"] = "REPLACE"
+            if content_type:
+                kwargs["ContentType"] = content_type
+        # Single CopyObject works to 5 GiB; beyond that S3 needs UploadPartCopy.
+        resp = self._call(f"COPY {src_key} -> {dst_key}",
+                          lambda: self._client.copy_object(**kwargs))
+        return str(resp.get("CopyObjectResult", {}).get("ETag", ""))
+
+    def delete(self, key: str) -> None:
+        self._call(f"DELETE {key}",
+                   lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):
+            batch = keys[i:i + 1000]
+            resp = self._call(f"DELETE {len(batch)} keys", lambda b=batch: self._client.delete_objects(  # type: ignore[misc]
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in b], "Quiet": True}))
+            errors = resp.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StoreError(f"DELETE {first.get('Key')}: {first.get('Code')} "
+                                 f"{first.get('Message', '')}")
+
+    def _pages(self, prefix: str, delimiter: str | None,
+               max_keys: int | None) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if max_keys is not None:
+            kwargs["MaxKeys"] = max_keys
+        while True:
+            page = self._call(f"LIST {prefix!r}",
+                              lambda: self._client.list_objects_v2(**kwargs))
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token or max_keys is not None:
+                return
+            kwargs["ContinuationToken"] = token
+
+    @staticmethod
+    def _summary(obj: dict[str, Any]) -> ObjectInfo:
+        return ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), str(obj.get("ETag", "")),
+                          _mtime_ns(obj.get("LastModified")), has_metadata=False)
+
+    def list(self, prefix: str, delimiter: str | None = "/", max_keys: int | None = None
+             ) -> ListResult:
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        for page in self._pages(prefix, delimiter, max_keys):
+            objects.extend(self._summary(o) for o in page.get("Contents", []))
+            prefixes.extend(str(p["Prefix"]) for p in page.get("CommonPrefixes", []))
+        return ListResult(objects, prefixes)
+
+    def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        for page in self._pages(prefix, None, None):
+            for obj in page.get("Contents", []):
+                yield self._summary(obj)
+
+
+class S3Account:
+    def __init__(self, config: S3Config, *, part_size: int = 8 * _MIB,
+                 upload_concurrency: int = 8, retry: RetryPolicy | None = None,
+                 max_connections: int = 64) -> None:
+        self.config = config
+        self.part_size = part_size
+        self.upload_concurrency = upload_concurrency
+        self.retry = retry or RetryPolicy()
+        session = botocore.session.get_session()
+        self.client: Any = session.create_client(
+            "s3",
+            endpoint_url=config.endpoint,
+            region_name=config.region,
+            aws_access_key_id=config.access_key,
+            aws_secret_access_key=config.secret_key,
+            aws_session_token=config.session_token,
+            config=botocore.config.Config(
+                s3={"addressing_style": "path" if config.path_style else "virtual"},
+                retries={"total_max_attempts": 1},
+                max_pool_connections=max_connections,
+                connect_timeout=5,
+                read_timeout=60,
+                # Newer botocore adds CRC checksums some S3-compatible stores reject.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+        self._stores: dict[str, S3ObjectStore] = {}
+        self._lock = threading.Lock()
+
+    def make_obstore(self, bucket: str) -> _ObStore:
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "region": c.region,
+            "access_key_id": c.access_key,
+            "secret_access_key": c.secret_key,
+            "virtual_hosted_style_request": not c.path_style,
+            "client_options": {"allow_http": c.allow_http, "connect_timeout": "5s",
+                               "timeout": "300s"},
+            "retry_config": {"max_retries": 0},
+        }
+        if c.session_token:
+            kwargs["token"] = c.session_token
+        if c.endpoint:
+            kwargs["endpoint"] = c.endpoint
+        return _ObStore(bucket, **kwargs)
+
+    def list_buckets(self) -> list[str]:
+        def call() -> Any:
+            try:
+                return self.client.list_buckets()
+            except Exception as exc:
+                raise _botocore_error(exc, "ListBuckets") from exc
+        resp = self.retry.call("ListBuckets", call)
+        return sorted(str(b["Name"]) for b in resp.get("Buckets", []))
+
+    def bucket(self, name: str) -> S3ObjectStore:
+        with self._lock:
+            if name not in self._stores:
+                self._stores[name] = S3ObjectStore(self, name)
+            return self._stores[name]
