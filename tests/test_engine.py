@@ -1,0 +1,397 @@
+"""The engine on the in-memory store: no kernel, no server, fast."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from objmount.core.engine import RENAME_NOREPLACE, Engine, EngineOptions, MountRoot
+from objmount.core.inodes import ROOT_INO
+from objmount.core.metadata import Attr, Defaults
+from objmount.errors import FsError, StoreUnavailable
+from objmount.store.memory import MemoryAccount, MemoryStore
+
+UID, GID = 1000, 1000
+
+
+@pytest.fixture
+def account() -> MemoryAccount:
+    return MemoryAccount("b", "other")
+
+
+@pytest.fixture
+def store(account: MemoryAccount) -> MemoryStore:
+    return account.stores["b"]
+
+
+def make_engine(account: MemoryAccount, tmp_path: Path, root: MountRoot | None = None,
+                **kw: object) -> Engine:
+    options = EngineOptions(Defaults(UID, GID), tmp_path / "cache", **kw)  # type: ignore[arg-type]
+    return Engine(account, root or MountRoot("b"), options)
+
+
+@pytest.fixture
+def engine(account: MemoryAccount, tmp_path: Path) -> Engine:
+    # TTL 0: every lookup asks the store, so tests see what the store holds.
+    return make_engine(account, tmp_path, attr_ttl=0.0, negative_ttl=0.0)
+
+
+def write_file(engine: Engine, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
+    fh, attr = engine.create(parent, name.encode(), mode, os.O_WRONLY | os.O_CREAT, UID, GID)
+    engine.write(fh, 0, data)
+    engine.flush(fh)
+    engine.release(fh)
+    return engine.getattr(attr.ino)
+
+
+def read_file(engine: Engine, ino: int) -> bytes:
+    fh = engine.open(ino, os.O_RDONLY)
+    try:
+        return engine.read(fh, 0, 1 << 30)
+    finally:
+        engine.release(fh)
+
+
+def errno_of(fn: object, *args: object) -> int:
+    with pytest.raises(FsError) as info:
+        fn(*args)  # type: ignore[operator]
+    return info.value.errno
+
+
+def names(engine: Engine, ino: int) -> list[str]:
+    fh = engine.opendir(ino)
+    try:
+        return [e.name for e in engine.readdir(fh, 0)]
+    finally:
+        engine.releasedir(fh)
+
+
+# -- one file is one object -------------------------------------------------------------
+def test_create_stores_one_object_with_s3fs_metadata(engine: Engine, store: MemoryStore) -> None:
+    attr = write_file(engine, ROOT_INO, "hello.txt", b"hello", 0o640)
+    assert store.get("hello.txt") == b"hello"
+    meta = store.head("hello.txt").metadata
+    assert meta["mode"] == str(stat.S_IFREG | 0o640)
+    assert (meta["uid"], meta["gid"]) == (str(UID), str(GID))
+    assert int(meta["mtime"].split(".")[0]) == attr.mtime_ns // 10**9
+    assert list(store._objects) == ["hello.txt"]
+
+
+def test_nothing_is_stored_before_close(engine: Engine, store: MemoryStore) -> None:
+    fh, _ = engine.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, UID, GID)
+    engine.write(fh, 0, b"abc")
+    assert "f" not in store._objects
+    engine.flush(fh)
+    assert store.get("f") == b"abc"
+    engine.release(fh)
+
+
+def test_empty_file_is_created_on_close(engine: Engine, store: MemoryStore) -> None:
+    fh, _ = engine.create(ROOT_INO, b"empty", 0o644, os.O_WRONLY, UID, GID)
+    engine.release(fh)
+    assert store.get("empty") == b""
+
+
+def test_read_back_and_ranges(engine: Engine, store: MemoryStore, account: MemoryAccount,
+                              tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    store.put("big", data, {})
+    small_blocks = make_engine(account, tmp_path, block_size=1024 * 1024)
+    ino = small_blocks.lookup(ROOT_INO, b"big").ino
+    fh = small_blocks.open(ino, os.O_RDONLY)
+    before = store.requests.get("get_range", 0)
+    assert small_blocks.read(fh, 2 * 1024 * 1024 + 5, 10) == data[2 * 1024 * 1024 + 5:][:10]
+    assert store.requests["get_range"] == before + 1  # only the block that was asked for
+    assert small_blocks.read(fh, 0, len(data) + 100) == data
+    assert small_blocks.read(fh, len(data), 10) == b""
+    small_blocks.release(fh)
+
+
+def test_overwrite_append_truncate(engine: Engine, store: MemoryStore) -> None:
+    attr = write_file(engine, ROOT_INO, "f", b"0123456789")
+    fh = engine.open(attr.ino, os.O_WRONLY)
+    engine.write(fh, 2, b"ab")
+    engine.release(fh)
+    assert store.get("f") == b"01ab456789"
+    fh = engine.open(attr.ino, os.O_WRONLY | os.O_APPEND)
+    engine.write(fh, 0, b"XY")  # O_APPEND: the offset is ignored
+    engine.release(fh)
+    assert store.get("f") == b"01ab456789XY"
+    fh = engine.open(attr.ino, os.O_WRONLY | os.O_TRUNC)
+    engine.write(fh, 0, b"new")
+    engine.release(fh)
+    assert store.get("f") == b"new"
+    engine.setattr(attr.ino, size=1)
+    assert store.get("f") == b"n"
+    engine.setattr(attr.ino, size=4)
+    assert store.get("f") == b"n\0\0\0"
+    assert engine.getattr(attr.ino).size == 4
+
+
+def test_ftruncate_on_open_handle_waits_for_close(engine: Engine, store: MemoryStore) -> None:
+    attr = write_file(engine, ROOT_INO, "f", b"0123456789")
+    fh = engine.open(attr.ino, os.O_RDWR)
+    engine.setattr(attr.ino, size=3, fh=fh)
+    assert store.get("f") == b"0123456789"
+    assert engine.getattr(attr.ino).size == 3
+    engine.release(fh)
+    assert store.get("f") == b"012"
+
+
+# -- close-to-open consistency ----------------------------------------------------------
+def test_open_revalidates(engine: Engine, store: MemoryStore) -> None:
+    attr = write_file(engine, ROOT_INO, "f", b"old")
+    fh = engine.open(attr.ino, os.O_RDONLY)
+    assert engine.read(fh, 0, 10) == b"old"
+    store.put("f", b"changed by someone else", {})
+    fh2 = engine.open(attr.ino, os.O_RDONLY)  # a new open sees the new object
+    assert engine.read(fh2, 0, 100) == b"changed by someone else"
+    engine.release(fh)
+    engine.release(fh2)
+
+
+def test_object_replaced_while_reading_is_estale(engine: Engine, store: MemoryStore,
+                                                 account: MemoryAccount, tmp_path: Path) -> None:
+    store.put("f", os.urandom(3 * 1024 * 1024), {})
+    eng = make_engine(account, tmp_path, block_size=1024 * 1024)
+    ino = eng.lookup(ROOT_INO, b"f").ino
+    fh = eng.open(ino, os.O_RDONLY)
+    eng.read(fh, 0, 10)
+    store.put("f", os.urandom(3 * 1024 * 1024), {})
+    # Mixing blocks of two versions would be silent corruption: refuse instead.
+    with pytest.raises(Exception) as info:
+        eng.read(fh, 2 * 1024 * 1024, 10)
+    from objmount.errors import to_errno
+    assert to_errno(info.value) == errno.ESTALE
+    eng.release(fh)
+
+
+def test_failed_upload_is_eio_and_kept(engine: Engine, store: MemoryStore,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise StoreUnavailable("server down")
+
+    fh, attr = engine.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, UID, GID)
+    engine.write(fh, 0, b"precious")
+    monkeypatch.setattr(store, "upload", refuse)
+    from objmount.errors import to_errno
+    with pytest.raises(StoreUnavailable) as info:
+        engine.flush(fh)
+    assert to_errno(info.value) == errno.EIO
+    engine.release(fh)  # fails again: the bytes go to the unsaved directory
+    kept = list(engine.unsaved_dir.iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == b"precious"
+    assert "f" not in store._objects
+
+
+# -- directories ------------------------------------------------------------------------
+def test_mkdir_writes_marker_and_empty_dir_persists(engine: Engine, store: MemoryStore) -> None:
+    attr = engine.mkdir(ROOT_INO, b"d", 0o750, UID, GID)
+    assert stat.S_ISDIR(attr.mode)
+    marker = store.head("d/")
+    assert marker.content_type == "application/x-directory"
+    assert marker.metadata["mode"] == str(stat.S_IFDIR | 0o750)
+    assert names(engine, ROOT_INO) == ["d"]
+    assert errno_of(engine.mkdir, ROOT_INO, b"d", 0o755, UID, GID) == errno.EEXIST
+
+
+def test_directory_metadata_round_trips_through_marker(account: MemoryAccount, tmp_path: Path
+                                                       ) -> None:
+    eng = make_engine(account, tmp_path)
+    d = eng.mkdir(ROOT_INO, b"d", 0o700, 42, 43)
+    eng.setattr(d.ino, mtime_ns=1_600_000_000 * 10**9)
+    fresh = make_engine(account, tmp_path / "2")
+    again = fresh.lookup(ROOT_INO, b"d")
+    assert stat.S_IMODE(again.mode) == 0o700
+    assert (again.uid, again.gid) == (42, 43)
+    assert again.mtime_ns == 1_600_000_000 * 10**9
+
+
+def test_rmdir(engine: Engine, store: MemoryStore) -> None:
+    d = engine.mkdir(ROOT_INO, b"d", 0o755, UID, GID)
+    write_file(engine, d.ino, "f", b"x")
+    assert errno_of(engine.rmdir, ROOT_INO, b"d") == errno.ENOTEMPTY
+    engine.unlink(d.ino, b"f")
+    engine.rmdir(ROOT_INO, b"d")
+    assert store._objects == {}
+    assert errno_of(engine.lookup, ROOT_INO, b"d") == errno.ENOENT
+
+
+def test_unlink_last_file_keeps_implicit_directory(engine: Engine, store: MemoryStore) -> None:
+    store.put("implicit/only", b"x", {})
+    d = engine.lookup(ROOT_INO, b"implicit")
+    engine.unlink(d.ino, b"only")
+    assert "implicit/" in store._objects  # a marker now holds the directory
+    assert names(engine, ROOT_INO) == ["implicit"]
+
+
+def test_unlink_errors(engine: Engine) -> None:
+    engine.mkdir(ROOT_INO, b"d", 0o755, UID, GID)
+    assert errno_of(engine.unlink, ROOT_INO, b"d") == errno.EISDIR
+    assert errno_of(engine.unlink, ROOT_INO, b"missing") == errno.ENOENT
+    write_file(engine, ROOT_INO, "f", b"")
+    assert errno_of(engine.rmdir, ROOT_INO, b"f") == errno.ENOTDIR
+
+
+def test_readdir_is_stable_and_complete(engine: Engine, store: MemoryStore) -> None:
+    for i in range(50):
+        store.put(f"dir/f{i:03d}", b"x", {})
+    store.put("dir/sub/deep", b"x", {})
+    d = engine.lookup(ROOT_INO, b"dir")
+    fh = engine.opendir(d.ino)
+    first = engine.readdir(fh, 0)
+    assert len(first) == 51
+    # Removing entries mid-listing must not shift cookies.
+    for e in first[:10]:
+        if e.name.startswith("f"):
+            engine.unlink(d.ino, e.name.encode())
+    rest = engine.readdir(fh, first[9].offset)
+    assert [e.name for e in rest] == [e.name for e in first[10:]]
+    engine.releasedir(fh)
+
+
+# -- odd keys ---------------------------------------------------------------------------
+def test_odd_keys_are_hidden_not_mangled(engine: Engine, store: MemoryStore) -> None:
+    for key in ["ok", "a//b", "./x", "../escape", "d/./y", "n" * 300, "both", "both/child",
+                "m/", "dm/", "dm/inside"]:
+        store.put(key, b"data", {})
+    store.put("withdata/", b"marker with bytes", {})
+    shown = names(engine, ROOT_INO)
+    assert shown == sorted(["ok", "a", "both", "d", "m", "dm", "withdata"])
+    assert names(engine, engine.lookup(ROOT_INO, b"a").ino) == []  # 'a//b' has no name
+    both = engine.lookup(ROOT_INO, b"both")
+    assert stat.S_ISDIR(both.mode)  # a prefix wins over an object of the same name
+    assert names(engine, both.ino) == ["child"]
+    assert names(engine, engine.lookup(ROOT_INO, b"d").ino) == []
+    wd = engine.lookup(ROOT_INO, b"withdata")
+    assert stat.S_ISDIR(wd.mode) and names(engine, wd.ino) == []
+    for bad in (b".", b"..", b"a/b"):
+        assert errno_of(engine.create, ROOT_INO, bad, 0o644, 0, UID, GID) == errno.EINVAL
+
+
+def test_prefix_mount_cannot_escape(account: MemoryAccount, store: MemoryStore,
+                                    tmp_path: Path) -> None:
+    store.put("outside", b"secret", {})
+    store.put("p/q/inside", b"x", {})
+    eng = make_engine(account, tmp_path, MountRoot("b", "p/q"))
+    assert names(eng, ROOT_INO) == ["inside"]
+    assert errno_of(eng.lookup, ROOT_INO, b"outside") == errno.ENOENT
+    assert errno_of(eng.create, ROOT_INO, b"..", 0o644, 0, UID, GID) == errno.EINVAL
+    write_file(eng, ROOT_INO, "new", b"y")
+    assert store.get("p/q/new") == b"y"
+
+
+# -- rename -----------------------------------------------------------------------------
+def test_rename_file_keeps_metadata(engine: Engine, store: MemoryStore) -> None:
+    write_file(engine, ROOT_INO, "a", b"data", 0o600)
+    engine.rename(ROOT_INO, b"a", ROOT_INO, b"b")
+    assert "a" not in store._objects
+    assert store.get("b") == b"data"
+    assert store.head("b").metadata["mode"] == str(stat.S_IFREG | 0o600)
+    write_file(engine, ROOT_INO, "c", b"c")
+    assert errno_of(engine.rename, ROOT_INO, b"b", ROOT_INO, b"c", RENAME_NOREPLACE) == \
+        errno.EEXIST
+    engine.rename(ROOT_INO, b"b", ROOT_INO, b"c")  # replaces
+    assert store.get("c") == b"data"
+
+
+def test_rename_open_unstored_file(engine: Engine, store: MemoryStore) -> None:
+    fh, _ = engine.create(ROOT_INO, b"tmp", 0o644, os.O_WRONLY, UID, GID)
+    engine.write(fh, 0, b"payload")
+    engine.rename(ROOT_INO, b"tmp", ROOT_INO, b"final")
+    engine.release(fh)
+    assert store.get("final") == b"payload"
+    assert "tmp" not in store._objects
+
+
+def test_rename_directory_moves_every_key(engine: Engine, store: MemoryStore) -> None:
+    d = engine.mkdir(ROOT_INO, b"d", 0o755, UID, GID)
+    sub = engine.mkdir(d.ino, b"sub", 0o755, UID, GID)
+    write_file(engine, sub.ino, "f", b"deep")
+    write_file(engine, d.ino, "g", b"top")
+    engine.rename(ROOT_INO, b"d", ROOT_INO, b"e")
+    assert sorted(store._objects) == ["e/", "e/g", "e/sub/", "e/sub/f"]
+    e = engine.lookup(ROOT_INO, b"e")
+    assert names(engine, e.ino) == ["g", "sub"]
+    # The inode of the moved file still reads through its new key.
+    f = engine.lookup(engine.lookup(e.ino, b"sub").ino, b"f")
+    assert read_file(engine, f.ino) == b"deep"
+    assert errno_of(engine.rename, ROOT_INO, b"e", e.ino, b"inside") == errno.EINVAL
+
+
+def test_rename_dir_over_nonempty_dir_refused(engine: Engine) -> None:
+    engine.mkdir(ROOT_INO, b"a", 0o755, UID, GID)
+    b = engine.mkdir(ROOT_INO, b"b", 0o755, UID, GID)
+    write_file(engine, b.ino, "f", b"x")
+    assert errno_of(engine.rename, ROOT_INO, b"a", ROOT_INO, b"b") == errno.ENOTEMPTY
+    write_file(engine, ROOT_INO, "file", b"x")
+    assert errno_of(engine.rename, ROOT_INO, b"a", ROOT_INO, b"file") == errno.ENOTDIR
+    assert errno_of(engine.rename, ROOT_INO, b"file", ROOT_INO, b"a") == errno.EISDIR
+
+
+# -- metadata changes -------------------------------------------------------------------
+def test_chmod_chown_utimens_persist(engine: Engine, store: MemoryStore) -> None:
+    attr = write_file(engine, ROOT_INO, "f", b"x")
+    engine.setattr(attr.ino, mode=0o4711, uid=7, gid=8, mtime_ns=10**18, atime_ns=10**18)
+    meta = store.head("f").metadata
+    assert meta["mode"] == str(stat.S_IFREG | 0o4711)
+    assert (meta["uid"], meta["gid"], meta["mtime"]) == ("7", "8", "1000000000")
+    assert store.get("f") == b"x"  # bytes untouched
+
+
+def test_metadata_set_on_open_file_goes_with_the_upload(engine: Engine,
+                                                        store: MemoryStore) -> None:
+    fh, attr = engine.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, UID, GID)
+    engine.write(fh, 0, b"x")
+    engine.setattr(attr.ino, uid=5, mtime_ns=123 * 10**9, fh=fh)  # cp -a does this
+    assert "f" not in store._objects
+    engine.release(fh)
+    meta = store.head("f").metadata
+    assert (meta["uid"], meta["mtime"]) == ("5", "123")
+    assert store.requests.get("copy", 0) == 0
+
+
+def test_symlink(engine: Engine, store: MemoryStore) -> None:
+    attr = engine.symlink(ROOT_INO, b"ln", b"../target/x", UID, GID)
+    assert stat.S_ISLNK(attr.mode)
+    assert store.get("ln") == b"../target/x"
+    assert int(store.head("ln").metadata["mode"]) == stat.S_IFLNK | 0o777
+    assert engine.readlink(attr.ino) == b"../target/x"
+    again = engine.lookup(ROOT_INO, b"ln")
+    assert stat.S_ISLNK(again.mode)
+
+
+def test_read_only(account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    store.put("f", b"x", {})
+    eng = make_engine(account, tmp_path, read_only=True)
+    ino = eng.lookup(ROOT_INO, b"f").ino
+    assert errno_of(eng.open, ino, os.O_WRONLY) == errno.EROFS
+    assert errno_of(eng.mkdir, ROOT_INO, b"d", 0o755, 0, 0) == errno.EROFS
+    assert errno_of(eng.unlink, ROOT_INO, b"f") == errno.EROFS
+    assert read_file(eng, ino) == b"x"
+
+
+def test_negative_cache(account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    eng = make_engine(account, tmp_path, negative_ttl=60.0)
+    assert errno_of(eng.lookup, ROOT_INO, b"later") == errno.ENOENT
+    heads = store.requests["head"]
+    assert errno_of(eng.lookup, ROOT_INO, b"later") == errno.ENOENT
+    assert store.requests["head"] == heads  # answered from the negative cache
+    write_file(eng, ROOT_INO, "later", b"x")  # our own create clears it
+    assert eng.lookup(ROOT_INO, b"later").size == 1
+
+
+def test_all_buckets_view(account: MemoryAccount, tmp_path: Path) -> None:
+    account.stores["other"].put("k", b"v", {})
+    eng = make_engine(account, tmp_path, MountRoot(None))
+    assert names(eng, ROOT_INO) == ["s3"]
+    s3 = eng.lookup(ROOT_INO, b"s3")
+    assert names(eng, s3.ino) == ["b", "other"]
+    other = eng.lookup(s3.ino, b"other")
+    assert read_file(eng, eng.lookup(other.ino, b"k").ino) == b"v"
+    assert errno_of(eng.lookup, s3.ino, b"nosuchbucket") == errno.ENOENT
+    assert errno_of(eng.mkdir, s3.ino, b"newbucket", 0o755, 0, 0) == errno.EPERM
