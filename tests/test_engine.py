@@ -395,3 +395,31 @@ def test_all_buckets_view(account: MemoryAccount, tmp_path: Path) -> None:
     assert read_file(eng, eng.lookup(other.ino, b"k").ino) == b"v"
     assert errno_of(eng.lookup, s3.ino, b"nosuchbucket") == errno.ENOENT
     assert errno_of(eng.mkdir, s3.ino, b"newbucket", 0o755, 0, 0) == errno.EPERM
+
+
+def test_rename_across_buckets_is_exdev(account: MemoryAccount, tmp_path: Path) -> None:
+    eng = make_engine(account, tmp_path, MountRoot(None))
+    s3 = eng.lookup(ROOT_INO, b"s3")
+    b = eng.lookup(s3.ino, b"b")
+    other = eng.lookup(s3.ino, b"other")
+    write_file(eng, b.ino, "f", b"x")
+    assert errno_of(eng.rename, b.ino, b"f", other.ino, b"f") == errno.EXDEV
+
+
+def test_failed_local_write_never_replaces_the_object(engine: Engine, store: MemoryStore,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    attr = write_file(engine, ROOT_INO, "f", b"old content")
+    fh = engine.open(attr.ino, os.O_WRONLY | os.O_TRUNC)
+    engine.write(fh, 0, b"partial")
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    import objmount.core.openfile as openfile
+    monkeypatch.setattr(openfile.os, "pwrite", full_disk)
+    with pytest.raises(OSError):
+        engine.write(fh, 7, b"more")
+    monkeypatch.undo()
+    assert errno_of(engine.flush, fh) == errno.ENOSPC
+    engine.release(fh)
+    assert store.get("f") == b"old content"

@@ -119,9 +119,12 @@ def resolve_s3_config(
     if path_style is None:
         path_style = _flag(env, "OBJMOUNT_PATH_STYLE")
     if path_style is None:
-        path_style = bool(endpoint) and _is_local_host(urlsplit(endpoint).hostname or "")
-    http = bool(endpoint) and urlsplit(endpoint).scheme == "http"
+        path_style = endpoint is not None and _is_local_host(urlsplit(endpoint).hostname or "")
+    http = endpoint is not None and urlsplit(endpoint).scheme == "http"
     if http and allow_http is False:
         raise ConfigError(f"endpoint {endpoint} is plain http but --no-allow-http was given")
+    if not frozen.access_key or not frozen.secret_key:
+        raise ConfigError("incomplete S3 credentials: both an access key and a secret key "
+                          "are needed")
     return S3Config(endpoint, str(region), frozen.access_key, frozen.secret_key,
                     frozen.token or None, bool(path_style), http, source)

@@ -83,7 +83,7 @@ def to_errno(exc: BaseException) -> int:
         return exc.errno
     for cls in type(exc).__mro__:
         if cls in _STORE_ERRNO:
-            return _STORE_ERRNO[cls]  # type: ignore[index]
+            return _STORE_ERRNO[cls]
     if isinstance(exc, OSError) and exc.errno:
         # Local cache file trouble: ENOSPC on a full cache disk must reach the caller as is.
         return exc.errno

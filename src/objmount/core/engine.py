@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from objmount.core import metadata
 from objmount.core.inodes import ROOT_INO, Inode, InodeTable, Kind, Virtual
@@ -144,7 +144,7 @@ class Engine:
         if inode.virtual is not Virtual.NONE:
             raise FsError(errno.EPERM, "the bucket list cannot be changed through the mount")
 
-    def _parallel(self, fn: Callable[..., T], items: Iterable[object]) -> list[Future[T]]:
+    def _parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Future[T]]:
         return [self._pool.submit(fn, item) for item in items]
 
     # ------------------------------------------------------------------ resolving --
@@ -451,25 +451,26 @@ class Engine:
                 result.append(known)
             else:
                 stale.append((name, obj))
-        heads = self._parallel(lambda item: store.head(item[1].key), stale)  # type: ignore[index]
+        heads = self._parallel(lambda item: store.head(item[1].key), stale)
         for (name, _obj), fut in zip(stale, heads, strict=True):
             try:
                 info = fut.result()
             except NoSuchKey:
                 continue  # deleted since the listing
             result.append(self._install(inode, name, info))
-        new_dirs = [n for n in dirs if (self.table.child(inode, n) is None
-                                        or self.table.child(inode, n).kind is not Kind.DIR  # type: ignore[union-attr]
-                                        or not self.table.fresh(self.table.child(inode, n)))]  # type: ignore[arg-type]
-        markers = self._parallel(
-            lambda n: self._marker_attr(0, store, join_key(inode.key, n)), new_dirs)  # type: ignore[arg-type]
-        fetched = dict(zip(new_dirs, markers, strict=True))
+        # Subdirectories need a HEAD of their marker, unless their attributes are fresh.
+        known_dirs: dict[str, Inode] = {}
         for name in dirs:
-            if name in fetched:
-                attr, marker = fetched[name].result()
-                result.append(self._install_dir(inode, name, attr, marker))
-            else:
-                result.append(self.table.child(inode, name))  # type: ignore[arg-type]
+            child = self.table.child(inode, name)
+            if child is not None and child.kind is Kind.DIR and self.table.fresh(child):
+                known_dirs[name] = child
+        new_dirs = [n for n in dirs if n not in known_dirs]
+        markers = self._parallel(
+            lambda n: self._marker_attr(0, store, join_key(inode.key, str(n))), new_dirs)
+        for name, marker_fut in zip(new_dirs, markers, strict=True):
+            attr, marker = marker_fut.result()
+            result.append(self._install_dir(inode, name, attr, marker))
+        result.extend(known_dirs.values())
         # Entries created here and not yet uploaded (open, or awaiting their first close).
         for name in list(inode.pending_children):
             child = self.table.child(inode, name)
@@ -589,7 +590,7 @@ class Engine:
                 of.data_dirty = True
             else:
                 info = self._store(inode).head(inode.key)
-                kind, attr = self._object_attr(inode.ino, info)
+                _kind, attr = self._object_attr(inode.ino, info)
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
                 of = OpenFile(self._open_dir, self.options.block_size, info.size, info.etag)
             inode.open_file = of
@@ -597,7 +598,7 @@ class Engine:
             info = self._store(inode).head(inode.key)
             if info.etag != of.etag or info.size != of.remote_size:
                 of.reset(info.size, info.etag)
-                kind, attr = self._object_attr(inode.ino, info)
+                _kind, attr = self._object_attr(inode.ino, info)
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         of.handles += 1
         return of
@@ -609,11 +610,11 @@ class Engine:
         if of.data_dirty or of.meta_dirty:
             try:
                 self._upload(inode, of)
+            except FsError as exc:
+                log.error("%s", exc)  # a failed local write: the bytes are not worth keeping
             except Exception as exc:
                 if not inode.unlinked:
-                    kept = of.keep_unsaved(self.unsaved_dir, inode.key)
-                    log.error("could not store %s (%s); its bytes are kept in %s",
-                              inode.key, exc, kept)
+                    self._keep_unsaved(inode, of, exc)
         of.close()
         with self.table.lock:
             inode.open_file = None
@@ -621,6 +622,17 @@ class Engine:
                 inode.parent.pending_children.discard(inode.name)
             self.table.set_attr(inode, inode.attr.with_(size=of.size))
             self.table.forget(inode.ino, 0)
+
+    def _keep_unsaved(self, inode: Inode, of: OpenFile, exc: Exception) -> None:
+        """The last chance for bytes the store refused: a copy a person can find."""
+        try:
+            kept = of.keep_unsaved(self.unsaved_dir, inode.key)
+        except OSError as copy_exc:
+            log.error("could not store %s (%s) nor keep its bytes locally (%s): lost",
+                      inode.key, exc, copy_exc)
+        else:
+            log.error("could not store %s (%s); its bytes are kept in %s", inode.key, exc,
+                      kept)
 
     def _upload(self, inode: Inode, of: OpenFile) -> None:
         if inode.unlinked:
@@ -853,7 +865,7 @@ class Engine:
         new_prefix = dir_prefix(new_key)
         # Copy everything first, then delete: a failure half way leaves both copies, never
         # neither.
-        copies = self._parallel(lambda k: store.copy(k, new_prefix + k[len(old_prefix):]),  # type: ignore[operator]
+        copies = self._parallel(lambda k: store.copy(k, new_prefix + k[len(old_prefix):]),
                                 keys)
         for fut in copies:
             fut.result()
@@ -874,7 +886,5 @@ class Engine:
                 try:
                     self._upload(inode, of)
                 except Exception as exc:
-                    kept = of.keep_unsaved(self.unsaved_dir, inode.key)
-                    log.error("could not store %s at unmount (%s); bytes kept in %s",
-                              inode.key, exc, kept)
+                    self._keep_unsaved(inode, of, exc)
         self._pool.shutdown(wait=True)

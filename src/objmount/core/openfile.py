@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from objmount.errors import FsError
 from objmount.store.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ class OpenFile:
         self.present: set[int] = set()
         self.data_dirty = False
         self.meta_dirty = False
+        # errno of a local write that failed (a full cache disk): the local bytes are not
+        # what the program meant, so they must not replace the object.
+        self.failed: int | None = None
         self.handles = 0
         os.ftruncate(fd, remote_size)
 
@@ -83,7 +87,11 @@ class OpenFile:
     def write(self, store: ObjectStore, key: str, offset: int, data: bytes) -> int:
         with self.lock:
             self.ensure_all(store, key)
-            written = os.pwrite(self.fd, data, offset)
+            try:
+                written = os.pwrite(self.fd, data, offset)
+            except OSError as exc:
+                self.failed = exc.errno
+                raise
             self.size = max(self.size, offset + written)
             self.data_dirty = True
             return written
@@ -93,6 +101,8 @@ class OpenFile:
             if size > 0:
                 self.ensure_all(store, key)
             os.ftruncate(self.fd, size)
+            if size == 0:
+                self.failed = None  # nothing left of the bytes that could not be written
             self.size = size
             if size < self.remote_size:
                 # Blocks cut off are local now: zeros beyond the new end, not remote bytes.
@@ -104,6 +114,9 @@ class OpenFile:
     def upload(self, store: ObjectStore, key: str, metadata: dict[str, str],
                content_type: str) -> None:
         with self.lock:
+            if self.failed is not None:
+                raise FsError(self.failed, f"{key}: not stored, a write to the local cache "
+                              f"failed ({os.strerror(self.failed)})")
             self.ensure_all(store, key)
             etag = store.upload(key, self.path, metadata, content_type)
             self.etag = etag

@@ -40,7 +40,7 @@ def entry(attr: Attr, timeout: float) -> pyfuse3.EntryAttributes:
     return e
 
 
-class FuseOperations(pyfuse3.Operations):  # type: ignore[misc]
+class FuseOperations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
     enable_acl = False

@@ -218,7 +218,7 @@ class S3ObjectStore:
         # obstore completes the multipart upload only after every part is in: the old
         # object stays whole until then, and an aborted upload is cleaned up by obstore.
         resp = self._obcall(f"PUT {key} (multipart, {size} bytes)", lambda: obstore.put(
-            self._obstore(), key, source, attributes=attributes,  # type: ignore[arg-type]
+            self._obstore(), key, source, attributes=attributes,
             use_multipart=True, chunk_size=self._account.part_size,
             max_concurrency=self._account.upload_concurrency))
         return str(resp["e_tag"] or "")
@@ -244,9 +244,12 @@ class S3ObjectStore:
     def delete_many(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):
             batch = keys[i:i + 1000]
-            resp = self._call(f"DELETE {len(batch)} keys", lambda b=batch: self._client.delete_objects(  # type: ignore[misc]
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": k} for k in b], "Quiet": True}))
+            request: dict[str, Any] = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
+
+            def delete_batch(r: dict[str, Any] = request) -> Any:
+                return self._client.delete_objects(Bucket=self.bucket, Delete=r)
+
+            resp = self._call(f"DELETE {len(batch)} keys", delete_batch)
             errors = resp.get("Errors") or []
             if errors:
                 first = errors[0]

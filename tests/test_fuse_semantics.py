@@ -1,0 +1,107 @@
+"""Semantics that only show through the kernel: refused operations, limits, two clients."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Mount, is_mounted
+
+pytestmark = pytest.mark.fuse
+
+
+def oserror(fn: Any, *args: Any) -> int:
+    with pytest.raises(OSError) as info:
+        fn(*args)
+    return info.value.errno or 0
+
+
+def test_hard_links_and_special_files_are_refused(mounted: Mount) -> None:
+    p = mounted.path
+    (p / "f").write_text("x")
+    assert oserror(os.link, p / "f", p / "g") == errno.EPERM
+    assert oserror(os.mkfifo, p / "fifo") == errno.EPERM
+    assert not (p / "g").exists() and not (p / "fifo").exists()
+
+
+def test_xattrs_are_not_supported(mounted: Mount) -> None:
+    (mounted.path / "f").write_text("x")
+    assert oserror(os.setxattr, mounted.path / "f", "user.k", b"v") in (
+        errno.ENOTSUP, errno.ENOSYS)
+
+
+def test_statfs(mounted: Mount) -> None:
+    st = os.statvfs(mounted.path)
+    assert st.f_namemax == 255
+    assert st.f_bavail * st.f_frsize >= 1 << 50
+
+
+def test_close_to_open_between_two_mounts(mount_factory: Any, bucket: str) -> None:
+    a = mount_factory(f"s3://{bucket}")
+    b = mount_factory(f"s3://{bucket}")
+    a.mount()
+    b.mount()
+    (a.path / "shared.txt").write_text("version 1")
+    assert (b.path / "shared.txt").read_text() == "version 1"
+    with open(a.path / "shared.txt", "w") as f:
+        f.write("version 2, longer")
+    # The writer closed: a new open elsewhere sees the new bytes, whatever it cached.
+    assert (b.path / "shared.txt").read_text() == "version 2, longer"
+
+
+def test_read_only_mount(mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    s3_client.put_object(Bucket=bucket, Key="f", Body=b"data")
+    m = mount_factory(f"s3://{bucket}", options="ro")
+    m.mount()
+    assert (m.path / "f").read_bytes() == b"data"
+    assert oserror((m.path / "new").write_text, "x") == errno.EROFS
+    assert oserror(os.unlink, m.path / "f") == errno.EROFS
+    assert oserror(os.mkdir, m.path / "d") == errno.EROFS
+
+
+def test_prefix_mount(mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    s3_client.put_object(Bucket=bucket, Key="outside", Body=b"no")
+    s3_client.put_object(Bucket=bucket, Key="team/a/inside", Body=b"yes")
+    m = mount_factory(f"s3://{bucket}/team/a")
+    m.mount()
+    assert os.listdir(m.path) == ["inside"]
+    (m.path / "new").write_text("n")
+    assert s3_client.get_object(Bucket=bucket, Key="team/a/new")["Body"].read() == b"n"
+
+
+def test_all_buckets_mount(mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    s3_client.put_object(Bucket=bucket, Key="k", Body=b"v")
+    m = mount_factory("")
+    m.mount()
+    assert os.listdir(m.path) == ["s3"]
+    assert bucket in os.listdir(m.path / "s3")
+    assert (m.path / "s3" / bucket / "k").read_bytes() == b"v"
+    assert oserror(os.mkdir, m.path / "s3" / "new-bucket") == errno.EPERM
+
+
+def test_full_cache_disk_is_enospc_and_loses_nothing(mount_factory: Any, bucket: str,
+                                                     s3_client: Any, tmp_path: Path) -> None:
+    small = tmp_path / "smallcache"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
+    try:
+        s3_client.put_object(Bucket=bucket, Key="keep", Body=b"old content")
+        m = mount_factory(f"s3://{bucket}", options=f"cache_dir={small}")
+        m.mount()
+        with pytest.raises(OSError) as info, open(m.path / "keep", "wb") as f:
+            for _ in range(8):
+                f.write(os.urandom(1 << 20))
+                f.flush()
+        assert info.value.errno == errno.ENOSPC
+        # The failed write never reached the store: the old object is whole.
+        assert s3_client.get_object(Bucket=bucket, Key="keep")["Body"].read() == \
+            b"old content"
+        m.umount()
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    assert not is_mounted(small)

@@ -1,0 +1,175 @@
+"""The S3 store against a real SeaweedFS server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from objmount.config import S3Config, resolve_s3_config
+from objmount.errors import (
+    AccessDenied,
+    ConfigError,
+    NoSuchBucket,
+    NoSuchKey,
+    PreconditionFailed,
+    StoreUnavailable,
+)
+from objmount.store.retry import RetryPolicy
+from objmount.store.s3 import S3Account, S3ObjectStore, obstore_can_address
+
+pytestmark = pytest.mark.s3
+MIB = 1024 * 1024
+
+
+def config_for(server: Any, **changes: Any) -> S3Config:
+    base = dict(endpoint=server.endpoint, region="us-east-1", access_key=server.access_key,
+                secret_key=server.secret_key, session_token=None, path_style=True,
+                allow_http=True, source="test")
+    base.update(changes)
+    return S3Config(**base)
+
+
+@pytest.fixture
+def store(s3_server: Any, bucket: str) -> S3ObjectStore:
+    return S3Account(config_for(s3_server), part_size=5 * MIB).bucket(bucket)
+
+
+def test_metadata_round_trip_with_s3fs_header_names(store: S3ObjectStore, s3_client: Any,
+                                                    bucket: str) -> None:
+    store.put("a/b.txt", b"hello", {"mode": "33188", "uid": "7", "mtime": "1700000000.5"},
+              "text/plain")
+    head = s3_client.head_object(Bucket=bucket, Key="a/b.txt")
+    # On the wire these are x-amz-meta-mode etc., what s3fs-fuse reads.
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-meta-mode"] == "33188"
+    info = store.head("a/b.txt")
+    assert info.metadata == {"mode": "33188", "uid": "7", "mtime": "1700000000.5"}
+    assert info.size == 5 and info.content_type == "text/plain"
+    assert store.get("a/b.txt") == b"hello"
+
+
+def test_range_reads_and_etag_precondition(store: S3ObjectStore) -> None:
+    data = os.urandom(100_000)
+    etag = store.put("r", data, {})
+    assert store.get_range("r", 10, 20) == data[10:20]
+    assert store.get_range("r", 99_990, 100_000, etag=etag) == data[-10:]
+    store.put("r", b"replaced", {})
+    with pytest.raises(PreconditionFailed):
+        store.get_range("r", 0, 5, etag=etag)
+
+
+def test_multipart_upload_and_download(store: S3ObjectStore, s3_client: Any, bucket: str,
+                                       tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    data = os.urandom(12 * MIB + 123)
+    src.write_bytes(data)
+    etag = store.upload("big", src, {"mode": "33152"}, "application/octet-stream")
+    assert etag.strip('"').endswith("-3")  # three 5 MiB parts: a multipart upload
+    head = s3_client.head_object(Bucket=bucket, Key="big")
+    assert head["Metadata"]["mode"] == "33152"
+    dest = tmp_path / "dest"
+    dest.touch()
+    info = store.download("big", dest, etag=etag)
+    assert info.size == len(data)
+    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_copy_keeps_or_replaces_metadata(store: S3ObjectStore) -> None:
+    store.put("src", b"x", {"mode": "33188"})
+    store.copy("src", "kept")
+    assert store.head("kept").metadata == {"mode": "33188"}
+    store.copy("src", "src", {"mode": "33261"}, "text/plain")  # chmod in place
+    assert store.head("src").metadata == {"mode": "33261"}
+    assert store.get("src") == b"x"
+
+
+def test_markers_listing_and_delete(store: S3ObjectStore) -> None:
+    store.put("d/", b"", {}, "application/x-directory")
+    store.put("d/f", b"1", {})
+    store.put("d/sub/g", b"2", {})
+    listing = store.list("d/")
+    assert [o.key for o in listing.objects] == ["d/", "d/f"]
+    assert listing.prefixes == ["d/sub/"]
+    assert [o.key for o in store.iter_keys("d/")] == ["d/", "d/f", "d/sub/g"]
+    store.delete_many(["d/", "d/f", "d/sub/g"])
+    assert store.list("d/").objects == []
+    store.delete("never-existed")  # S3 semantics: not an error
+
+
+def test_odd_keys_are_addressed_exactly(store: S3ObjectStore) -> None:
+    for key in ["sp ace/ü.txt", "q?x#y", "pct%41", "tab\there"]:
+        store.put(key, key.encode(), {})
+        assert store.get(key) == key.encode()
+        assert store.get_range(key, 0, 2) == key.encode()[:2]
+    assert not obstore_can_address("d/")
+    assert not obstore_can_address("a//b")
+    assert not obstore_can_address("tab\there")
+    assert obstore_can_address("sp ace/ü.txt")
+
+
+def test_missing_key_and_bucket(store: S3ObjectStore, s3_server: Any) -> None:
+    with pytest.raises(NoSuchKey):
+        store.head("nope")
+    with pytest.raises(NoSuchKey):
+        store.get_range("nope", 0, 1)
+    missing = S3Account(config_for(s3_server)).bucket("no-such-bucket-xyz")
+    with pytest.raises(NoSuchBucket):
+        missing.check()
+
+
+def test_wrong_credentials_are_refused(s3_server: Any, bucket: str) -> None:
+    bad = S3Account(config_for(s3_server, secret_key="wrong")).bucket(bucket)
+    with pytest.raises(AccessDenied):
+        bad.check()
+    with pytest.raises(AccessDenied):
+        bad.head("x")
+
+
+def test_dead_server_is_unavailable_after_retries() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    cfg = S3Config(f"http://127.0.0.1:{port}", "us-east-1", "a", "b", None, True, True, "t")
+    store = S3Account(cfg, retry=RetryPolicy(attempts=3, base_delay=0.01)).bucket("b")
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        store.head("k")
+    with pytest.raises(StoreUnavailable):
+        store.get_range("k", 0, 1)
+    assert time.monotonic() - start < 30
+
+
+def test_config_from_aws_environment(tmp_path: Path) -> None:
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9999", "AWS_ACCESS_KEY_ID": "ak",
+           "AWS_SECRET_ACCESS_KEY": "sk", "AWS_REGION": "eu-west-3"}
+    cfg = resolve_s3_config(env)
+    assert (cfg.endpoint, cfg.access_key, cfg.region) == ("http://127.0.0.1:9999", "ak",
+                                                          "eu-west-3")
+    assert cfg.path_style and cfg.allow_http  # IP endpoint: path style; http from the URL
+    s3_specific = resolve_s3_config({**env, "AWS_ENDPOINT_URL_S3": "https://s3.example.com"})
+    assert s3_specific.endpoint == "https://s3.example.com"
+    assert not s3_specific.path_style and not s3_specific.allow_http
+    with pytest.raises(ConfigError):
+        resolve_s3_config({**env, "AWS_ENDPOINT_URL": "ftp://x"})
+
+
+def test_config_from_profile_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "credentials").write_text("[dev]\naws_access_key_id = pk\n"
+                                          "aws_secret_access_key = ps\n")
+    (tmp_path / "config").write_text("[profile dev]\nregion = ap-south-1\n"
+                                     "endpoint_url = http://localhost:7777\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    cfg = resolve_s3_config({}, profile="dev")
+    assert (cfg.access_key, cfg.secret_key, cfg.region) == ("pk", "ps", "ap-south-1")
+    assert cfg.endpoint == "http://localhost:7777" and cfg.path_style
+    with pytest.raises(ConfigError):
+        resolve_s3_config({}, profile="missing")
