@@ -86,6 +86,6 @@ def test_umount_not_mounted(tmp_path: Path) -> None:
 
 def test_no_credentials(tmp_path: Path, monkeypatch: Any) -> None:
     env = {**NO_AWS_FILES, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "",
-           "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": ""}
+           "AWS_SECRET_ACCESS_KEY": ""}
     assert_one_line_error(run_objmount("mount", "s3://b", str(tmp_path), env=env),
                           "credentials")

@@ -36,6 +36,13 @@ class S3Config:
         return f"{self.endpoint or 'AWS S3'} ({self.source})"
 
 
+@dataclass(frozen=True)
+class _Creds:
+    access_key: str
+    secret_key: str
+    token: str | None
+
+
 def _is_local_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -92,11 +99,17 @@ def resolve_s3_config(
         # link-local HTTP call that hangs off EC2) when another endpoint is configured.
         os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
-    creds = None
-    try:
-        creds = session.get_credentials()
-    except Exception as exc:
-        raise ConfigError(f"cannot read AWS credentials: {exc}") from exc
+    creds: _Creds | None
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        creds = _Creds(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+                       env.get("AWS_SESSION_TOKEN") or None)
+    else:
+        try:
+            found = session.get_credentials()
+        except Exception as exc:
+            raise ConfigError(f"cannot read AWS credentials: {exc}") from exc
+        frozen = found.get_frozen_credentials() if found is not None else None
+        creds = _Creds(frozen.access_key, frozen.secret_key, frozen.token) if frozen else None
 
     if endpoint is None and creds is None:
         from objmount import server
@@ -113,7 +126,6 @@ def resolve_s3_config(
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE,"
             " or start the embedded store with 'objmount server start'"
         )
-    frozen = creds.get_frozen_credentials()
     region = (region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
               or scoped.get("region") or "us-east-1")
     if path_style is None:
@@ -123,8 +135,8 @@ def resolve_s3_config(
     http = endpoint is not None and urlsplit(endpoint).scheme == "http"
     if http and allow_http is False:
         raise ConfigError(f"endpoint {endpoint} is plain http but --no-allow-http was given")
-    if not frozen.access_key or not frozen.secret_key:
+    if not creds.access_key or not creds.secret_key:
         raise ConfigError("incomplete S3 credentials: both an access key and a secret key "
                           "are needed")
-    return S3Config(endpoint, str(region), frozen.access_key, frozen.secret_key,
-                    frozen.token or None, bool(path_style), http, source)
+    return S3Config(endpoint, str(region), creds.access_key, creds.secret_key,
+                    creds.token or None, bool(path_style), http, source)

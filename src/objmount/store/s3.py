@@ -31,6 +31,7 @@ from objmount.errors import (
     NoSuchKey,
     PreconditionFailed,
     StoreError,
+    StoreUnavailable,
     TransientStoreError,
 )
 from objmount.store.base import ListResult, ObjectInfo
@@ -142,11 +143,18 @@ class S3ObjectStore:
 
     # -- protocol ---------------------------------------------------------------------
     def check(self) -> None:
+        where = self._account.config.describe()
         try:
             self._call(f"HeadBucket {self.bucket}",
                        lambda: self._client.head_bucket(Bucket=self.bucket))
-        except NoSuchKey as exc:  # HeadBucket's 404 has no code: the bucket is missing
-            raise NoSuchBucket(f"bucket {self.bucket!r} does not exist") from exc
+        except (NoSuchKey, NoSuchBucket) as exc:  # HeadBucket's 404 carries no error code
+            raise NoSuchBucket(f"bucket {self.bucket!r} does not exist at {where}") from exc
+        except AccessDenied as exc:
+            raise AccessDenied(f"access to bucket {self.bucket!r} at {where} denied: check "
+                               "the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                               "AWS_PROFILE)") from exc
+        except TransientStoreError as exc:
+            raise StoreUnavailable(f"cannot reach {where}: {exc}") from exc
 
     def head(self, key: str) -> ObjectInfo:
         resp = self._call(f"HEAD {key}",

@@ -1,0 +1,113 @@
+"""Pytest fixtures backed by a real S3 server: one private SeaweedFS per test session.
+
+Load with ``pytest_plugins = ["s3fixtures"]`` (or ``from s3fixtures import *``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from objmount.server import (
+    ServerError,
+    ServerInfo,
+    botocore_client,
+    start_server,
+    stop_server,
+    weed_binary,
+)
+
+__all__ = ["bucket", "isolated_aws_env", "s3_client", "s3_env", "s3_server"]
+
+log = logging.getLogger(__name__)
+
+SESSION_BUCKET = "objmount-test"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the developer's AWS setup out of every test, in-process and in subprocesses:
+    no inherited AWS_* variables (an AWS_PROFILE naming a missing profile breaks SDKs) and
+    config/credentials files that do not exist. Yields that nonexistent directory."""
+    nowhere = tmp_path_factory.mktemp("no-aws") / "absent"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith("AWS_"):
+                mp.delenv(name)
+        mp.setenv("AWS_CONFIG_FILE", str(nowhere / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere / "credentials"))
+        yield nowhere
+
+
+@pytest.fixture(scope="session")
+def s3_server(
+    tmp_path_factory: pytest.TempPathFactory, isolated_aws_env: Path
+) -> Iterator[ServerInfo]:
+    """A SeaweedFS server with random credentials and the bucket ``objmount-test``."""
+    try:
+        weed_binary()
+    except ServerError as e:
+        if _in_ci():
+            pytest.fail(f"{e} (CI is set, so the real S3 server is required)")
+        pytest.skip(f"{e} (tests that need a real S3 server are skipped)")
+    info = start_server(
+        tmp_path_factory.mktemp("s3server"),
+        [SESSION_BUCKET],
+        access_key="test-" + secrets.token_hex(8),
+        secret_key=secrets.token_hex(20),
+    )
+    try:
+        yield info
+    finally:
+        stop_server(info.pid)
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_server: ServerInfo) -> Any:
+    """A botocore S3 client (path style, no retries) with the server's credentials."""
+    return botocore_client(s3_server.endpoint, s3_server.access_key, s3_server.secret_key)
+
+
+@pytest.fixture
+def bucket(s3_client: Any) -> Iterator[str]:
+    """A fresh, empty bucket named ``t-<hex>``; emptied and deleted afterwards."""
+    name = f"t-{secrets.token_hex(6)}"
+    s3_client.create_bucket(Bucket=name)
+    yield name
+    _delete_bucket(s3_client, name)
+
+
+def _delete_bucket(client: Any, name: str) -> None:
+    """Best effort: a failed cleanup must not turn a passing test into an error."""
+    try:
+        uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", [])
+        for up in uploads:
+            client.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        client.delete_bucket(Bucket=name)
+    except Exception:
+        log.warning("could not delete test bucket %s", name, exc_info=True)
+
+
+@pytest.fixture
+def s3_env(s3_server: ServerInfo, isolated_aws_env: Path) -> dict[str, str]:
+    """Environment variables for subprocesses that talk to the server (merge over
+    os.environ). AWS config/credentials files point to nowhere so ~/.aws is never read."""
+    return {
+        **s3_server.env(),
+        "AWS_CONFIG_FILE": str(isolated_aws_env / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(isolated_aws_env / "credentials"),
+    }
