@@ -175,7 +175,7 @@ def test_failed_upload_is_eio_and_kept(engine: Engine, store: MemoryStore,
     def refuse(*args: object, **kwargs: object) -> str:
         raise StoreUnavailable("server down")
 
-    fh, attr = engine.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, UID, GID)
+    fh, _ = engine.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, UID, GID)
     engine.write(fh, 0, b"precious")
     monkeypatch.setattr(store, "upload", refuse)
     from objmount.errors import to_errno

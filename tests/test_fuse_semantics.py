@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Mount, is_mounted
 
 pytestmark = pytest.mark.fuse

@@ -109,7 +109,8 @@ def resolve_s3_config(
         except Exception as exc:
             raise ConfigError(f"cannot read AWS credentials: {exc}") from exc
         frozen = found.get_frozen_credentials() if found is not None else None
-        creds = _Creds(frozen.access_key, frozen.secret_key, frozen.token) if frozen else None
+        creds = (_Creds(frozen.access_key or "", frozen.secret_key or "", frozen.token)
+                 if frozen else None)
 
     if endpoint is None and creds is None:
         from objmount import server
