@@ -16,54 +16,24 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
 
 from objmount.core import metadata
-from objmount.core.inodes import ROOT_INO, Inode, InodeTable, Kind, Virtual
-from objmount.core.metadata import DIR_CONTENT_TYPE, Attr, Defaults
-from objmount.core.names import dir_prefix, join_key, shown_name, valid_name
+from objmount.core.inodes import Inode, Kind, Virtual
+from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
+from objmount.core.names import dir_prefix, join_key, valid_name
+from objmount.core.namespace import DirEntry, MountRoot, Namespace
 from objmount.core.openfile import OpenFile
-from objmount.errors import FsError, NoSuchBucket, NoSuchKey, StoreError
-from objmount.store.base import Account, ObjectInfo, ObjectStore
+from objmount.core.options import EngineOptions
+from objmount.errors import FsError, NoSuchKey, StoreError
+from objmount.store.base import Account
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-PROVIDER = "s3"
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
-_MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    defaults: Defaults
-    cache_dir: Path
-    read_only: bool = False
-    attr_ttl: float = 1.0
-    negative_ttl: float = 1.0
-    block_size: int = 8 * _MIB
-    # Parallel HEADs while listing a directory (LIST carries no user metadata).
-    metadata_concurrency: int = 32
-
-
-@dataclass(frozen=True)
-class MountRoot:
-    """What the root of the file system shows: one bucket (or a prefix of it), or all."""
-
-    bucket: str | None = None  # None: every bucket, as <root>/s3/<bucket>
-    prefix: str = ""
-
-
-@dataclass(frozen=True)
-class DirEntry:
-    name: str
-    attr: Attr
-    offset: int  # the cookie to resume after this entry
+__all__ = ["RENAME_EXCHANGE", "RENAME_NOREPLACE", "DirEntry", "Engine", "EngineOptions",
+           "MountRoot", "StatFs"]
 
 
 @dataclass(frozen=True)
@@ -95,27 +65,17 @@ class Engine:
         self.account = account
         self.root_spec = root
         self.options = options
-        self.table = InodeTable(options.attr_ttl, options.negative_ttl)
+        self.ns = Namespace(account, root, options)
+        self.table = self.ns.table
         self._ns_lock = threading.RLock()
         self._handles: dict[int, _Handle] = {}
         self._dir_handles: dict[int, _DirHandle] = {}
         self._next_fh = 1
         self._fh_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(options.metadata_concurrency,
-                                        thread_name_prefix="objmount-meta")
-        self._started_ns = time.time_ns()
         options.cache_dir.mkdir(parents=True, exist_ok=True)
         self._open_dir = options.cache_dir / "open"
         self._open_dir.mkdir(exist_ok=True)
         self.unsaved_dir = options.cache_dir / "unsaved"
-        if root.bucket is None:
-            top = Inode(ROOT_INO, Kind.DIR, self._dir_attr(ROOT_INO), None, "",
-                        virtual=Virtual.TOP)
-        else:
-            top = Inode(ROOT_INO, Kind.DIR, self._dir_attr(ROOT_INO), None, "",
-                        bucket=root.bucket, root_key=root.prefix.strip("/"))
-        self.table.set_attr(top, top.attr, ttl=float("inf"))
-        self.table.add_root(top)
 
     # ------------------------------------------------------------------ helpers ----
     def check(self) -> None:
@@ -124,16 +84,6 @@ class Engine:
             self.account.list_buckets()
         else:
             self.account.bucket(self.root_spec.bucket).check()
-
-    def _store(self, inode: Inode) -> ObjectStore:
-        return self.account.bucket(inode.store_bucket)
-
-    def _dir_attr(self, ino: int, mode: int | None = None, uid: int | None = None,
-                  gid: int | None = None, mtime_ns: int | None = None) -> Attr:
-        d = self.options.defaults
-        t = mtime_ns if mtime_ns is not None else getattr(self, "_started_ns", time.time_ns())
-        return Attr(ino, stat.S_IFDIR | (d.dir_mode if mode is None else stat.S_IMODE(mode)),
-                    d.uid if uid is None else uid, d.gid if gid is None else gid, 0, t, t, t, 2)
 
     def _writable(self) -> None:
         if self.options.read_only:
@@ -144,106 +94,11 @@ class Engine:
         if inode.virtual is not Virtual.NONE:
             raise FsError(errno.EPERM, "the bucket list cannot be changed through the mount")
 
-    def _parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Future[T]]:
-        return [self._pool.submit(fn, item) for item in items]
-
     # ------------------------------------------------------------------ resolving --
-    def _object_attr(self, ino: int, info: ObjectInfo) -> tuple[Kind, Attr]:
-        attr = metadata.decode(ino, info, self.options.defaults, is_dir=False)
-        return (Kind.SYMLINK if attr.is_symlink else Kind.FILE), attr
-
-    def _marker_attr(self, ino: int, store: ObjectStore, key: str) -> tuple[Attr, bool]:
-        """A directory's attributes, from its ``dir/`` marker when there is one."""
-        try:
-            info = store.head(dir_prefix(key))
-        except NoSuchKey:
-            return self._dir_attr(ino), False
-        if not info.metadata:
-            # No metadata (another tool's marker, or a store that drops it on markers).
-            return self._dir_attr(ino, mtime_ns=info.mtime_ns or None), True
-        return metadata.decode(ino, info, self.options.defaults, is_dir=True), True
-
-    def _resolve(self, parent: Inode, name: str) -> Inode | None:
-        """Ask the store what ``name`` in ``parent`` is. A prefix wins over an object of
-        the same name: the object is hidden (its children would otherwise be unreachable)."""
-        store = self._store(parent)
-        key = join_key(parent.key, name)
-        head_f = self._pool.submit(store.head, key)
-        listing = store.list(dir_prefix(key), "/", max_keys=1)
-        try:
-            info: ObjectInfo | None = head_f.result()
-        except NoSuchKey:
-            info = None
-        existing = self.table.child(parent, name)
-        ino = existing.ino if existing is not None else self.table.new_ino()
-        if listing.objects or listing.prefixes:
-            if info is not None:
-                log.warning("%s is both an object and a prefix: showing the directory", key)
-            attr, marker = self._marker_attr(ino, store, key)
-            kind = Kind.DIR
-            version = None
-        elif info is not None:
-            kind, attr = self._object_attr(ino, info)
-            marker = False
-            version = (info.etag, info.mtime_ns)
-        else:
-            return None
-        with self.table.lock:
-            existing = self.table.child(parent, name)
-            if existing is not None and existing.ino == ino and existing.kind is kind:
-                inode = existing
-            else:
-                inode = Inode(ino, kind, attr, parent, name)
-                self.table.link(parent, name, inode)
-            inode.has_marker = marker
-            if inode.open_file is None:
-                self.table.set_attr(inode, attr, version)
-        return inode
-
-    def _lookup_inode(self, parent: Inode, name: str) -> Inode:
-        if parent.kind is not Kind.DIR:
-            raise FsError(errno.ENOTDIR)
-        if parent.virtual is not Virtual.NONE:
-            return self._lookup_virtual(parent, name)
-        inode = self.table.child(parent, name)
-        if inode is not None and (self.table.fresh(inode) or inode.open_file is not None
-                                  or name in parent.pending_children):
-            return inode
-        if inode is None and self.table.is_negative(parent, name):
-            raise FsError(errno.ENOENT)
-        found = self._resolve(parent, name)
-        if found is None:
-            if inode is not None:
-                self.table.unlink(parent, name)
-            else:
-                self.table.set_negative(parent, name)
-            raise FsError(errno.ENOENT)
-        return found
-
-    def _lookup_virtual(self, parent: Inode, name: str) -> Inode:
-        inode = self.table.child(parent, name)
-        if inode is not None:
-            return inode
-        if parent.virtual is Virtual.TOP:
-            if name != PROVIDER:
-                raise FsError(errno.ENOENT)
-            inode = Inode(self.table.new_ino(), Kind.DIR, self._dir_attr(0), parent, name,
-                          virtual=Virtual.PROVIDER)
-        else:
-            try:
-                self.account.bucket(name).check()
-            except NoSuchBucket:
-                raise FsError(errno.ENOENT) from None
-            inode = Inode(self.table.new_ino(), Kind.DIR, self._dir_attr(0), parent, name,
-                          bucket=name, root_key="")
-        self.table.set_attr(inode, inode.attr.with_(ino=inode.ino), ttl=float("inf"))
-        self.table.link(parent, name, inode)
-        return inode
-
     def _child(self, parent_ino: int, raw: bytes) -> tuple[Inode, str, Inode]:
         parent = self.table.get(parent_ino)
         name = valid_name(raw)
-        return parent, name, self._lookup_inode(parent, name)
+        return parent, name, self.ns.lookup_inode(parent, name)
 
     # ------------------------------------------------------------------ attributes -
     def lookup(self, parent_ino: int, raw: bytes) -> Attr:
@@ -253,9 +108,9 @@ class Engine:
         elif raw == b"..":
             inode = parent.parent or parent
         else:
-            inode = self._lookup_inode(parent, valid_name(raw))
+            inode = self.ns.lookup_inode(parent, valid_name(raw))
         self.table.remember(inode)
-        return self._current_attr(inode)
+        return self.ns.current_attr(inode)
 
     def forget(self, ino: int, count: int) -> None:
         self.table.forget(ino, count)
@@ -266,27 +121,21 @@ class Engine:
         if inode is not None:
             self.table.remember(inode)
 
-    def _current_attr(self, inode: Inode) -> Attr:
-        of = inode.open_file
-        if of is not None and inode.kind is Kind.FILE:
-            return inode.attr.with_(size=of.size)
-        return inode.attr
-
     def getattr(self, ino: int) -> Attr:
         inode = self.table.get(ino)
         if (inode.kind is not Kind.DIR and inode.open_file is None
                 and not self.table.fresh(inode) and not inode.unlinked
                 and inode.parent is not None):
             try:
-                info = self._store(inode).head(inode.key)
+                info = self.ns.store(inode).head(inode.key)
             except NoSuchKey:
                 # Deleted by someone else: keep answering for the open-by-name case, the
                 # next lookup will find it gone.
                 return inode.attr
-            kind, attr = self._object_attr(inode.ino, info)
+            kind, attr = self.ns.object_attr(inode.ino, info)
             if kind is inode.kind:
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
-        return self._current_attr(inode)
+        return self.ns.current_attr(inode)
 
     def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None,
                 gid: int | None = None, size: int | None = None,
@@ -317,7 +166,7 @@ class Engine:
                 if mtime_ns is None:
                     changes["mtime_ns"] = now
             if not changes:
-                return self._current_attr(inode)
+                return self.ns.current_attr(inode)
             changes["ctime_ns"] = now
             new_attr = attr.with_(**changes)
             if inode.kind is Kind.DIR:
@@ -330,19 +179,19 @@ class Engine:
                     inode.open_file.meta_dirty = True
             else:
                 self._store_object_attr(inode, new_attr)
-            return self._current_attr(inode)
+            return self.ns.current_attr(inode)
 
     def _store_dir_attr(self, inode: Inode, attr: Attr) -> None:
         if inode.parent is None or inode.root_key == "":
             # A bucket root has no key of its own to carry metadata.
             raise FsError(errno.EPERM, "the attributes of a bucket root cannot be stored")
-        store = self._store(inode)
+        store = self.ns.store(inode)
         store.put(dir_prefix(inode.key), b"", metadata.encode(attr), DIR_CONTENT_TYPE)
         inode.has_marker = True
         self.table.set_attr(inode, attr)
 
     def _store_object_attr(self, inode: Inode, attr: Attr) -> None:
-        store = self._store(inode)
+        store = self.ns.store(inode)
         key = inode.key
         # CopyObject onto itself with new metadata: the bytes are not moved through us.
         store.copy(key, key, metadata.encode(attr), self._content_type(inode))
@@ -350,7 +199,7 @@ class Engine:
         self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
 
     def _truncate(self, inode: Inode, size: int, attr: Attr) -> None:
-        store = self._store(inode)
+        store = self.ns.store(inode)
         of = inode.open_file
         if of is not None:
             with of.lock:
@@ -372,7 +221,7 @@ class Engine:
             raise FsError(errno.EINVAL)
         version = inode.version
         if inode.symlink_target is None or not self.table.fresh(inode):
-            inode.symlink_target = self._store(inode).get(inode.key).decode("utf-8",
+            inode.symlink_target = self.ns.store(inode).get(inode.key).decode("utf-8",
                                                                            "surrogateescape")
             inode.version = version
         return inode.symlink_target.encode("utf-8", "surrogateescape")
@@ -396,115 +245,12 @@ class Engine:
         after a rewind), so cookies stay stable while entries are removed."""
         handle = self._dir_handles[fh]
         if not handle.listed or offset == 0:
-            handle.entries = self._list_dir(handle.inode)
+            handle.entries = self.ns.list_dir(handle.inode)
             handle.listed = True
         return [e for e in handle.entries if e.offset > offset]
 
     def releasedir(self, fh: int) -> None:
         self._dir_handles.pop(fh, None)
-
-    def _list_dir(self, inode: Inode) -> list[DirEntry]:
-        if inode.virtual is Virtual.TOP:
-            names = [PROVIDER]
-            children = [self._lookup_virtual(inode, n) for n in names]
-        elif inode.virtual is Virtual.PROVIDER:
-            children = []
-            for bucket in self.account.list_buckets():
-                if shown_name(bucket) is not None:
-                    try:
-                        children.append(self._lookup_virtual(inode, bucket))
-                    except FsError:
-                        continue
-        else:
-            children = self._list_prefix(inode)
-        entries = [DirEntry(c.name, self._current_attr(c), i + 1)
-                   for i, c in enumerate(sorted(children, key=lambda c: c.name))]
-        return entries
-
-    def _list_prefix(self, inode: Inode) -> list[Inode]:
-        store = self._store(inode)
-        prefix = dir_prefix(inode.key)
-        listing = store.list(prefix, "/")
-        dirs: dict[str, None] = {}
-        for p in listing.prefixes:
-            name = shown_name(p[len(prefix):-1])
-            if name is not None:
-                dirs[name] = None
-        files: dict[str, ObjectInfo] = {}
-        for obj in listing.objects:
-            rest = obj.key[len(prefix):]
-            if rest == "":
-                inode.has_marker = True  # the directory's own marker (data, if any, hidden)
-                continue
-            name = shown_name(rest)
-            if name is not None and name not in dirs:
-                files[name] = obj
-        result: list[Inode] = []
-        # Objects whose cached attributes still match the listed version need no HEAD.
-        stale: list[tuple[str, ObjectInfo]] = []
-        for name, obj in files.items():
-            known = self.table.child(inode, name)
-            if (known is not None and known.kind is not Kind.DIR
-                    and (known.open_file is not None
-                         or known.version == (obj.etag, obj.mtime_ns))):
-                self.table.set_attr(known, known.attr)
-                result.append(known)
-            else:
-                stale.append((name, obj))
-        heads = self._parallel(lambda item: store.head(item[1].key), stale)
-        for (name, _obj), fut in zip(stale, heads, strict=True):
-            try:
-                info = fut.result()
-            except NoSuchKey:
-                continue  # deleted since the listing
-            result.append(self._install(inode, name, info))
-        # Subdirectories need a HEAD of their marker, unless their attributes are fresh.
-        known_dirs: dict[str, Inode] = {}
-        for name in dirs:
-            child = self.table.child(inode, name)
-            if child is not None and child.kind is Kind.DIR and self.table.fresh(child):
-                known_dirs[name] = child
-        new_dirs = [n for n in dirs if n not in known_dirs]
-        markers = self._parallel(
-            lambda n: self._marker_attr(0, store, join_key(inode.key, str(n))), new_dirs)
-        for name, marker_fut in zip(new_dirs, markers, strict=True):
-            attr, marker = marker_fut.result()
-            result.append(self._install_dir(inode, name, attr, marker))
-        result.extend(known_dirs.values())
-        # Entries created here and not yet uploaded (open, or awaiting their first close).
-        for name in list(inode.pending_children):
-            child = self.table.child(inode, name)
-            if child is None or child.unlinked:
-                inode.pending_children.discard(name)
-            elif name not in files and name not in dirs:
-                result.append(child)
-        return result
-
-    def _install(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:
-        with self.table.lock:
-            existing = self.table.child(parent, name)
-            ino = existing.ino if existing is not None else self.table.new_ino()
-            kind, attr = self._object_attr(ino, info)
-            if existing is not None and existing.kind is kind:
-                inode = existing
-            else:
-                inode = Inode(ino, kind, attr, parent, name)
-                self.table.link(parent, name, inode)
-            if inode.open_file is None:
-                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
-            return inode
-
-    def _install_dir(self, parent: Inode, name: str, attr: Attr, marker: bool) -> Inode:
-        with self.table.lock:
-            existing = self.table.child(parent, name)
-            if existing is not None and existing.kind is Kind.DIR:
-                inode = existing
-            else:
-                inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name)
-                self.table.link(parent, name, inode)
-            inode.has_marker = marker
-            self.table.set_attr(inode, attr.with_(ino=inode.ino))
-            return inode
 
     def mkdir(self, parent_ino: int, raw: bytes, mode: int, uid: int, gid: int) -> Attr:
         self._writable()
@@ -516,7 +262,7 @@ class Engine:
             key = join_key(parent.key, name)
             now = time.time_ns()
             attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2)
-            self._store(parent).put(dir_prefix(key), b"", metadata.encode(attr),
+            self.ns.store(parent).put(dir_prefix(key), b"", metadata.encode(attr),
                                     DIR_CONTENT_TYPE)
             inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name, has_marker=True)
             inode.attr = attr.with_(ino=inode.ino)
@@ -527,7 +273,7 @@ class Engine:
 
     def _must_not_exist(self, parent: Inode, name: str) -> None:
         try:
-            self._lookup_inode(parent, name)
+            self.ns.lookup_inode(parent, name)
         except FsError as exc:
             if exc.errno == errno.ENOENT:
                 return
@@ -543,7 +289,7 @@ class Engine:
                 raise FsError(errno.ENOTDIR)
             if inode.root_key is not None:
                 raise FsError(errno.EBUSY)
-            store = self._store(inode)
+            store = self.ns.store(inode)
             prefix = dir_prefix(inode.key)
             listing = store.list(prefix, None, max_keys=2)
             if any(o.key != prefix for o in listing.objects) or self._has_pending(inode):
@@ -561,7 +307,7 @@ class Engine:
         give it a marker so that removing a file never removes its directory."""
         if parent.has_marker or parent.root_key is not None:
             return
-        store = self._store(parent)
+        store = self.ns.store(parent)
         prefix = dir_prefix(parent.key)
         if not store.list(prefix, None, max_keys=1).objects:
             store.put(prefix, b"", metadata.encode(parent.attr), DIR_CONTENT_TYPE)
@@ -589,16 +335,16 @@ class Engine:
                 of = OpenFile(self._open_dir, self.options.block_size, 0, None)
                 of.data_dirty = True
             else:
-                info = self._store(inode).head(inode.key)
-                _kind, attr = self._object_attr(inode.ino, info)
+                info = self.ns.store(inode).head(inode.key)
+                _kind, attr = self.ns.object_attr(inode.ino, info)
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
                 of = OpenFile(self._open_dir, self.options.block_size, info.size, info.etag)
             inode.open_file = of
         elif not new and not of.data_dirty and not of.meta_dirty:
-            info = self._store(inode).head(inode.key)
+            info = self.ns.store(inode).head(inode.key)
             if info.etag != of.etag or info.size != of.remote_size:
                 of.reset(info.size, info.etag)
-                _kind, attr = self._object_attr(inode.ino, info)
+                _kind, attr = self.ns.object_attr(inode.ino, info)
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         of.handles += 1
         return of
@@ -638,7 +384,7 @@ class Engine:
         if inode.unlinked:
             of.data_dirty = of.meta_dirty = False
             return
-        store = self._store(inode)
+        store = self.ns.store(inode)
         with of.lock:
             if of.meta_dirty and not of.data_dirty and of.etag is not None:
                 self._store_object_attr(inode, inode.attr)
@@ -666,7 +412,7 @@ class Engine:
         if flags & os.O_TRUNC and writable:
             now = time.time_ns()
             with of.lock:
-                of.truncate(self._store(inode), inode.key, 0)
+                of.truncate(self.ns.store(inode), inode.key, 0)
                 inode.attr = inode.attr.with_(size=0, mtime_ns=now, ctime_ns=now)
         return fh
 
@@ -678,7 +424,7 @@ class Engine:
         name = valid_name(raw)
         with self._ns_lock:
             try:
-                existing = self._lookup_inode(parent, name)
+                existing = self.ns.lookup_inode(parent, name)
             except FsError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -687,7 +433,7 @@ class Engine:
                     raise FsError(errno.EEXIST)
                 fh = self.open(existing.ino, flags)
                 self.table.remember(existing)
-                return fh, self._current_attr(existing)
+                return fh, self.ns.current_attr(existing)
             join_key(parent.key, name)  # refuses names whose key would be too long
             now = time.time_ns()
             ino = self.table.new_ino()
@@ -699,14 +445,14 @@ class Engine:
             self._open_file(inode, new=True)
             self.table.remember(inode)
         fh = self._new_fh(_Handle(inode, flags, True))
-        return fh, self._current_attr(inode)
+        return fh, self.ns.current_attr(inode)
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
         handle = self._handles[fh]
         inode = handle.inode
         of = inode.open_file
         assert of is not None, "an open handle has an open file"
-        return of.read(self._store(inode), inode.key, offset, size)
+        return of.read(self.ns.store(inode), inode.key, offset, size)
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self._handles[fh]
@@ -718,7 +464,7 @@ class Engine:
         with of.lock:
             if handle.flags & os.O_APPEND:
                 offset = of.size
-            written = of.write(self._store(inode), inode.key, offset, data)
+            written = of.write(self.ns.store(inode), inode.key, offset, data)
             now = time.time_ns()
             inode.attr = inode.attr.with_(mtime_ns=now, ctime_ns=now)
         return written
@@ -753,7 +499,7 @@ class Engine:
             if inode.kind is Kind.DIR:
                 raise FsError(errno.EISDIR)
             if name not in parent.pending_children or inode.open_file is None:
-                self._store(inode).delete(inode.key)
+                self.ns.store(inode).delete(inode.key)
             parent.pending_children.discard(name)
             self.table.unlink(parent, name)
             self._keep_parent(parent)
@@ -769,7 +515,7 @@ class Engine:
             now = time.time_ns()
             ino = self.table.new_ino()
             attr = Attr(ino, stat.S_IFLNK | 0o777, uid, gid, len(target), now, now, now)
-            store = self._store(parent)
+            store = self.ns.store(parent)
             store.put(key, target, metadata.encode(attr), "application/octet-stream")
             info = store.head(key)
             inode = Inode(ino, Kind.SYMLINK, attr, parent, name,
@@ -793,7 +539,7 @@ class Engine:
             if src.root_key is not None:
                 raise FsError(errno.EBUSY)
             try:
-                dst: Inode | None = self._lookup_inode(new_parent, new_name)
+                dst: Inode | None = self.ns.lookup_inode(new_parent, new_name)
             except FsError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
@@ -821,7 +567,7 @@ class Engine:
             self._keep_parent(old_parent)
 
     def _rename_object(self, src: Inode, new_key: str) -> None:
-        store = self._store(src)
+        store = self.ns.store(src)
         of = src.open_file
         if of is not None and (of.data_dirty or of.meta_dirty):
             # Renaming a file that was never stored (or has local changes): store its
@@ -842,7 +588,7 @@ class Engine:
             if node is src:
                 raise FsError(errno.EINVAL, "cannot move a directory into itself")
             node = node.parent
-        store = self._store(src)
+        store = self.ns.store(src)
         if dst is not None:
             if dst.kind is not Kind.DIR:
                 raise FsError(errno.ENOTDIR)
@@ -865,7 +611,7 @@ class Engine:
         new_prefix = dir_prefix(new_key)
         # Copy everything first, then delete: a failure half way leaves both copies, never
         # neither.
-        copies = self._parallel(lambda k: store.copy(k, new_prefix + k[len(old_prefix):]),
+        copies = self.ns.parallel(lambda k: store.copy(k, new_prefix + k[len(old_prefix):]),
                                 keys)
         for fut in copies:
             fut.result()
@@ -887,4 +633,4 @@ class Engine:
                     self._upload(inode, of)
                 except Exception as exc:
                     self._keep_unsaved(inode, of, exc)
-        self._pool.shutdown(wait=True)
+        self.ns.shutdown()

@@ -1,0 +1,280 @@
+"""The namespace as the store shows it: resolving names to inodes, listing directories,
+and the attributes of objects, markers and virtual directories.
+
+Read-only with respect to the store: everything that changes objects lives in the engine.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import stat
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from objmount.core import metadata
+from objmount.core.inodes import ROOT_INO, Inode, InodeTable, Kind, Virtual
+from objmount.core.metadata import Attr
+from objmount.core.names import dir_prefix, join_key, shown_name
+from objmount.core.options import EngineOptions
+from objmount.errors import FsError, NoSuchBucket, NoSuchKey
+from objmount.store.base import Account, ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PROVIDER = "s3"
+
+
+@dataclass(frozen=True)
+class MountRoot:
+    """What the root of the file system shows: one bucket (or a prefix of it), or all."""
+
+    bucket: str | None = None  # None: every bucket, as <root>/s3/<bucket>
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    name: str
+    attr: Attr
+    offset: int  # the cookie to resume after this entry
+
+
+class Namespace:
+    def __init__(self, account: Account, root: MountRoot, options: EngineOptions) -> None:
+        self.account = account
+        self.root_spec = root
+        self.options = options
+        self.table = InodeTable(options.attr_ttl, options.negative_ttl)
+        self._pool = ThreadPoolExecutor(options.metadata_concurrency,
+                                        thread_name_prefix="objmount-meta")
+        self._started_ns = time.time_ns()
+        if root.bucket is None:
+            top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
+                        virtual=Virtual.TOP)
+        else:
+            top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
+                        bucket=root.bucket, root_key=root.prefix.strip("/"))
+        self.table.set_attr(top, top.attr, ttl=float("inf"))
+        self.table.add_root(top)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def store(self, inode: Inode) -> ObjectStore:
+        return self.account.bucket(inode.store_bucket)
+
+    def dir_attr(self, ino: int, mode: int | None = None, uid: int | None = None,
+                  gid: int | None = None, mtime_ns: int | None = None) -> Attr:
+        d = self.options.defaults
+        t = mtime_ns if mtime_ns is not None else self._started_ns
+        return Attr(ino, stat.S_IFDIR | (d.dir_mode if mode is None else stat.S_IMODE(mode)),
+                    d.uid if uid is None else uid, d.gid if gid is None else gid, 0, t, t, t, 2)
+
+    def parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Future[T]]:
+        return [self._pool.submit(fn, item) for item in items]
+
+    def object_attr(self, ino: int, info: ObjectInfo) -> tuple[Kind, Attr]:
+        attr = metadata.decode(ino, info, self.options.defaults, is_dir=False)
+        return (Kind.SYMLINK if attr.is_symlink else Kind.FILE), attr
+
+    def marker_attr(self, ino: int, store: ObjectStore, key: str) -> tuple[Attr, bool]:
+        """A directory's attributes, from its ``dir/`` marker when there is one."""
+        try:
+            info = store.head(dir_prefix(key))
+        except NoSuchKey:
+            return self.dir_attr(ino), False
+        if not info.metadata:
+            # No metadata (another tool's marker, or a store that drops it on markers).
+            return self.dir_attr(ino, mtime_ns=info.mtime_ns or None), True
+        return metadata.decode(ino, info, self.options.defaults, is_dir=True), True
+
+    def _resolve(self, parent: Inode, name: str) -> Inode | None:
+        """Ask the store what ``name`` in ``parent`` is. A prefix wins over an object of
+        the same name: the object is hidden (its children would otherwise be unreachable)."""
+        store = self.store(parent)
+        key = join_key(parent.key, name)
+        head_f = self._pool.submit(store.head, key)
+        listing = store.list(dir_prefix(key), "/", max_keys=1)
+        try:
+            info: ObjectInfo | None = head_f.result()
+        except NoSuchKey:
+            info = None
+        existing = self.table.child(parent, name)
+        ino = existing.ino if existing is not None else self.table.new_ino()
+        if listing.objects or listing.prefixes:
+            if info is not None:
+                log.warning("%s is both an object and a prefix: showing the directory", key)
+            attr, marker = self.marker_attr(ino, store, key)
+            kind = Kind.DIR
+            version = None
+        elif info is not None:
+            kind, attr = self.object_attr(ino, info)
+            marker = False
+            version = (info.etag, info.mtime_ns)
+        else:
+            return None
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            if existing is not None and existing.ino == ino and existing.kind is kind:
+                inode = existing
+            else:
+                inode = Inode(ino, kind, attr, parent, name)
+                self.table.link(parent, name, inode)
+            inode.has_marker = marker
+            if inode.open_file is None:
+                self.table.set_attr(inode, attr, version)
+        return inode
+
+    def lookup_inode(self, parent: Inode, name: str) -> Inode:
+        if parent.kind is not Kind.DIR:
+            raise FsError(errno.ENOTDIR)
+        if parent.virtual is not Virtual.NONE:
+            return self._lookup_virtual(parent, name)
+        inode = self.table.child(parent, name)
+        if inode is not None and (self.table.fresh(inode) or inode.open_file is not None
+                                  or name in parent.pending_children):
+            return inode
+        if inode is None and self.table.is_negative(parent, name):
+            raise FsError(errno.ENOENT)
+        found = self._resolve(parent, name)
+        if found is None:
+            if inode is not None:
+                self.table.unlink(parent, name)
+            else:
+                self.table.set_negative(parent, name)
+            raise FsError(errno.ENOENT)
+        return found
+
+    def _lookup_virtual(self, parent: Inode, name: str) -> Inode:
+        inode = self.table.child(parent, name)
+        if inode is not None:
+            return inode
+        if parent.virtual is Virtual.TOP:
+            if name != PROVIDER:
+                raise FsError(errno.ENOENT)
+            inode = Inode(self.table.new_ino(), Kind.DIR, self.dir_attr(0), parent, name,
+                          virtual=Virtual.PROVIDER)
+        else:
+            try:
+                self.account.bucket(name).check()
+            except NoSuchBucket:
+                raise FsError(errno.ENOENT) from None
+            inode = Inode(self.table.new_ino(), Kind.DIR, self.dir_attr(0), parent, name,
+                          bucket=name, root_key="")
+        self.table.set_attr(inode, inode.attr.with_(ino=inode.ino), ttl=float("inf"))
+        self.table.link(parent, name, inode)
+        return inode
+
+    def current_attr(self, inode: Inode) -> Attr:
+        of = inode.open_file
+        if of is not None and inode.kind is Kind.FILE:
+            return inode.attr.with_(size=of.size)
+        return inode.attr
+
+    def list_dir(self, inode: Inode) -> list[DirEntry]:
+        if inode.virtual is Virtual.TOP:
+            names = [PROVIDER]
+            children = [self._lookup_virtual(inode, n) for n in names]
+        elif inode.virtual is Virtual.PROVIDER:
+            children = []
+            for bucket in self.account.list_buckets():
+                if shown_name(bucket) is not None:
+                    try:
+                        children.append(self._lookup_virtual(inode, bucket))
+                    except FsError:
+                        continue
+        else:
+            children = self._list_prefix(inode)
+        entries = [DirEntry(c.name, self.current_attr(c), i + 1)
+                   for i, c in enumerate(sorted(children, key=lambda c: c.name))]
+        return entries
+
+    def _list_prefix(self, inode: Inode) -> list[Inode]:
+        store = self.store(inode)
+        prefix = dir_prefix(inode.key)
+        listing = store.list(prefix, "/")
+        dirs: dict[str, None] = {}
+        for p in listing.prefixes:
+            name = shown_name(p[len(prefix):-1])
+            if name is not None:
+                dirs[name] = None
+        files: dict[str, ObjectInfo] = {}
+        for obj in listing.objects:
+            rest = obj.key[len(prefix):]
+            if rest == "":
+                inode.has_marker = True  # the directory's own marker (data, if any, hidden)
+                continue
+            name = shown_name(rest)
+            if name is not None and name not in dirs:
+                files[name] = obj
+        result: list[Inode] = []
+        # Objects whose cached attributes still match the listed version need no HEAD.
+        stale: list[tuple[str, ObjectInfo]] = []
+        for name, obj in files.items():
+            known = self.table.child(inode, name)
+            if (known is not None and known.kind is not Kind.DIR
+                    and (known.open_file is not None
+                         or known.version == (obj.etag, obj.mtime_ns))):
+                self.table.set_attr(known, known.attr)
+                result.append(known)
+            else:
+                stale.append((name, obj))
+        heads = self.parallel(lambda item: store.head(item[1].key), stale)
+        for (name, _obj), fut in zip(stale, heads, strict=True):
+            try:
+                info = fut.result()
+            except NoSuchKey:
+                continue  # deleted since the listing
+            result.append(self._install(inode, name, info))
+        # Subdirectories need a HEAD of their marker, unless their attributes are fresh.
+        known_dirs: dict[str, Inode] = {}
+        for name in dirs:
+            child = self.table.child(inode, name)
+            if child is not None and child.kind is Kind.DIR and self.table.fresh(child):
+                known_dirs[name] = child
+        new_dirs = [n for n in dirs if n not in known_dirs]
+        markers = self.parallel(
+            lambda n: self.marker_attr(0, store, join_key(inode.key, str(n))), new_dirs)
+        for name, marker_fut in zip(new_dirs, markers, strict=True):
+            attr, marker = marker_fut.result()
+            result.append(self._install_dir(inode, name, attr, marker))
+        result.extend(known_dirs.values())
+        # Entries created here and not yet uploaded (open, or awaiting their first close).
+        for name in list(inode.pending_children):
+            child = self.table.child(inode, name)
+            if child is None or child.unlinked:
+                inode.pending_children.discard(name)
+            elif name not in files and name not in dirs:
+                result.append(child)
+        return result
+
+    def _install(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            ino = existing.ino if existing is not None else self.table.new_ino()
+            kind, attr = self.object_attr(ino, info)
+            if existing is not None and existing.kind is kind:
+                inode = existing
+            else:
+                inode = Inode(ino, kind, attr, parent, name)
+                self.table.link(parent, name, inode)
+            if inode.open_file is None:
+                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            return inode
+
+    def _install_dir(self, parent: Inode, name: str, attr: Attr, marker: bool) -> Inode:
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            if existing is not None and existing.kind is Kind.DIR:
+                inode = existing
+            else:
+                inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name)
+                self.table.link(parent, name, inode)
+            inode.has_marker = marker
+            self.table.set_attr(inode, attr.with_(ino=inode.ino))
+            return inode

@@ -1,0 +1,25 @@
+"""The engine's settings, each default explained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from objmount.core.metadata import Defaults
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    defaults: Defaults
+    cache_dir: Path
+    read_only: bool = False
+    # Like NFS's actimeo and mountpoint-s3's default: short enough that other clients'
+    # changes show quickly, long enough that `ls -l` does not HEAD every file twice.
+    attr_ttl: float = 1.0
+    negative_ttl: float = 1.0
+    # On-demand read unit: large enough to amortise a request (~ms) at ~1 GiB/s.
+    block_size: int = 8 * _MIB
+    # Parallel HEADs while listing a directory (LIST carries no user metadata).
+    metadata_concurrency: int = 32
