@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,7 @@ class Mount:
 
 
 @pytest.fixture
-def mount_factory(s3_env: dict[str, str], tmp_path: Path) -> Iterator[type[Mount]]:
+def mount_factory(s3_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Mount]]:
     if not fuse_available():
         if os.environ.get("CI"):
             pytest.fail("/dev/fuse is not usable")
@@ -120,7 +120,7 @@ def mount_factory(s3_env: dict[str, str], tmp_path: Path) -> Iterator[type[Mount
 
 
 @pytest.fixture
-def mounted(mount_factory: type[Mount], bucket: str) -> Mount:
+def mounted(mount_factory: Callable[..., Mount], bucket: str) -> Mount:
     """The test's fresh bucket, mounted."""
     m = mount_factory(f"s3://{bucket}")
     m.mount()

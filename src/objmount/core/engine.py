@@ -609,18 +609,38 @@ class Engine:
                     self._upload(inode, of)
         keys = [o.key for o in store.iter_keys(old_prefix)]
         new_prefix = dir_prefix(new_key)
+
+        def move_one(key: str) -> None:
+            target = new_prefix + key[len(old_prefix):]
+            if key.endswith("/"):
+                # Markers are written anew: some stores (SeaweedFS) refuse to copy them.
+                try:
+                    meta = store.head(key).metadata
+                except NoSuchKey:
+                    meta = {}
+                store.put(target, b"", meta, DIR_CONTENT_TYPE)
+            else:
+                store.copy(key, target)
+
         # Copy everything first, then delete: a failure half way leaves both copies, never
         # neither.
-        copies = self.ns.parallel(lambda k: store.copy(k, new_prefix + k[len(old_prefix):]),
-                                keys)
-        for fut in copies:
+        for fut in self.ns.parallel(move_one, keys):
             fut.result()
         if not keys:
             store.put(new_prefix, b"", metadata.encode(src.attr), DIR_CONTENT_TYPE)
-        if dst is not None and dir_prefix(dst.key) not in {new_prefix + k[len(old_prefix):]
-                                                           for k in keys}:
+        targets = {new_prefix + k[len(old_prefix):] for k in keys}
+        if dst is not None and dir_prefix(dst.key) not in targets:
             store.delete(dir_prefix(dst.key))
-        store.delete_many(keys)
+        # Files first, then directory keys deepest first: stores that keep directories of
+        # their own (SeaweedFS) turn a marker deleted before its children into an implicit
+        # directory, and go on listing an emptied prefix until that directory is deleted.
+        # Elsewhere the implicit ones do not exist and deleting them changes nothing.
+        dirs = {k for k in keys if k.endswith("/")} | {old_prefix}
+        for key in keys:
+            parts = key[len(old_prefix):].split("/")[:-1]
+            dirs.update(old_prefix + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1))
+        store.delete_many([k for k in keys if not k.endswith("/")])
+        store.delete_many(sorted(dirs, key=len, reverse=True))
         src.has_marker = old_prefix in keys or not keys
 
     # ------------------------------------------------------------------ lifecycle --
