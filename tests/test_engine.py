@@ -423,3 +423,4 @@ def test_failed_local_write_never_replaces_the_object(engine: Engine, store: Mem
     assert errno_of(engine.flush, fh) == errno.ENOSPC
     engine.release(fh)
     assert store.get("f") == b"old content"
+

@@ -103,13 +103,19 @@ def test_markers_listing_and_delete(store: S3ObjectStore) -> None:
 
 def test_odd_keys_are_addressed_exactly(store: S3ObjectStore) -> None:
     for key in ["sp ace/ü.txt", "q?x#y", "pct%41", "tab\there"]:
-        store.put(key, key.encode(), {})
+        store.put(key, key.encode(), {"mode": "33188"})
         assert store.get(key) == key.encode()
+        assert store.head(key).metadata == {"mode": "33188"}
         assert store.get_range(key, 0, 2) == key.encode()[:2]
     assert not obstore_can_address("d/")
     assert not obstore_can_address("a//b")
     assert not obstore_can_address("tab\there")
     assert obstore_can_address("sp ace/ü.txt")
+    store.put("m/", b"", {}, "application/x-directory")
+    assert store.has_keys_under("m/")  # a marker alone makes a directory
+    assert not store.has_keys_under("sp ace/ü.txt/")
+    assert store.has_keys_under("sp ace/")
+    assert not store.has_keys_under("sp/")  # prefixes are whole segments
 
 
 def test_missing_key_and_bucket(store: S3ObjectStore, s3_server: Any) -> None:

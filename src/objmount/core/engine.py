@@ -194,9 +194,8 @@ class Engine:
         store = self.ns.store(inode)
         key = inode.key
         # CopyObject onto itself with new metadata: the bytes are not moved through us.
-        store.copy(key, key, metadata.encode(attr), self._content_type(inode))
-        info = store.head(key)
-        self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+        etag = store.copy(key, key, metadata.encode(attr), self._content_type(inode))
+        self.table.set_attr(inode, attr, (etag, 0))
 
     def _truncate(self, inode: Inode, size: int, attr: Attr) -> None:
         store = self.ns.store(inode)
@@ -327,6 +326,13 @@ class Engine:
             self._handles[fh] = handle
             return fh
 
+    def _revalidate(self, inode: Inode) -> tuple[int, str]:
+        """(size, etag) of the object now: open() asks the store, whatever is cached."""
+        info = self.ns.store(inode).head(inode.key)
+        _kind, attr = self.ns.object_attr(inode.ino, info)
+        self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+        return info.size, info.etag
+
     def _open_file(self, inode: Inode, *, new: bool = False) -> OpenFile:
         """The shared cache file of ``inode``; opening revalidates (close-to-open)."""
         of = inode.open_file
@@ -335,17 +341,13 @@ class Engine:
                 of = OpenFile(self._open_dir, self.options.block_size, 0, None)
                 of.data_dirty = True
             else:
-                info = self.ns.store(inode).head(inode.key)
-                _kind, attr = self.ns.object_attr(inode.ino, info)
-                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
-                of = OpenFile(self._open_dir, self.options.block_size, info.size, info.etag)
+                size, etag = self._revalidate(inode)
+                of = OpenFile(self._open_dir, self.options.block_size, size, etag)
             inode.open_file = of
         elif not new and not of.data_dirty and not of.meta_dirty:
-            info = self.ns.store(inode).head(inode.key)
-            if info.etag != of.etag or info.size != of.remote_size:
-                of.reset(info.size, info.etag)
-                _kind, attr = self.ns.object_attr(inode.ino, info)
-                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            size, etag = self._revalidate(inode)
+            if etag != of.etag or size != of.remote_size:
+                of.reset(size, etag)
         of.handles += 1
         return of
 
@@ -392,8 +394,7 @@ class Engine:
                 return
             attr = inode.attr.with_(size=of.size)
             of.upload(store, inode.key, metadata.encode(attr), self._content_type(inode))
-            info = store.head(inode.key)
-            self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            self.table.set_attr(inode, attr, (of.etag or "", 0))
             if inode.parent is not None:
                 inode.parent.pending_children.discard(inode.name)
 
@@ -516,12 +517,11 @@ class Engine:
             ino = self.table.new_ino()
             attr = Attr(ino, stat.S_IFLNK | 0o777, uid, gid, len(target), now, now, now)
             store = self.ns.store(parent)
-            store.put(key, target, metadata.encode(attr), "application/octet-stream")
-            info = store.head(key)
+            etag = store.put(key, target, metadata.encode(attr), "application/octet-stream")
             inode = Inode(ino, Kind.SYMLINK, attr, parent, name,
                           symlink_target=target.decode("utf-8", "surrogateescape"))
             self.table.link(parent, name, inode)
-            self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+            self.table.set_attr(inode, attr, (etag, 0))
             self.table.remember(inode)
             return attr
 

@@ -48,7 +48,8 @@ class Inode:
     virtual: Virtual = Virtual.NONE
     lookups: int = 0
     attr_expires: float = 0.0
-    # The object version the attributes came from: (etag, Last-Modified ns).
+    # The object version the attributes came from: (etag, Last-Modified ns; 0 when our
+    # own upload set them and the store's Last-Modified is not known).
     version: tuple[str, int] | None = None
     has_marker: bool = False
     unlinked: bool = False

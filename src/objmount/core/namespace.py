@@ -99,14 +99,14 @@ class Namespace:
         store = self.store(parent)
         key = join_key(parent.key, name)
         head_f = self._pool.submit(store.head, key)
-        listing = store.list(dir_prefix(key), "/", max_keys=1)
+        is_dir = store.has_keys_under(dir_prefix(key))
         try:
             info: ObjectInfo | None = head_f.result()
         except NoSuchKey:
             info = None
         existing = self.table.child(parent, name)
         ino = existing.ino if existing is not None else self.table.new_ino()
-        if listing.objects or listing.prefixes:
+        if is_dir:
             if info is not None:
                 log.warning("%s is both an object and a prefix: showing the directory", key)
             attr, marker = self.marker_attr(ino, store, key)

@@ -84,6 +84,10 @@ class ObjectStore(Protocol):
         """Every object and common prefix under ``prefix`` (all pages, or at most max_keys)."""
         ...
 
+    def has_keys_under(self, prefix: str) -> bool:
+        """True when at least one key starts with ``prefix`` (which ends in '/')."""
+        ...
+
     def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, recursively, page by page."""
         ...

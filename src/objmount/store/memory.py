@@ -136,6 +136,11 @@ class MemoryStore:
                     break
             return ListResult(objects, prefixes)
 
+    def has_keys_under(self, prefix: str) -> bool:
+        with self._lock:
+            self._count("list")
+            return any(key.startswith(prefix) for key in self._objects)
+
     def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         yield from self.list(prefix, delimiter=None).objects
 

@@ -48,6 +48,11 @@ _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnava
                     "503", "504"}
 
 
+# The attribute names obstore gives standard headers; every other name is user metadata.
+_OBSTORE_ATTRIBUTES = {"Content-Type", "Content-Disposition", "Content-Encoding",
+                       "Content-Language", "Cache-Control"}
+
+
 def obstore_can_address(key: str) -> bool:
     """True when obstore's path type keeps ``key`` byte for byte."""
     if not key or key.endswith("/") or key.startswith("/"):
@@ -157,6 +162,17 @@ class S3ObjectStore:
             raise StoreUnavailable(f"cannot reach {where}: {exc}") from exc
 
     def head(self, key: str) -> ObjectInfo:
+        if obstore_can_address(key):
+            # ~10x less CPU than botocore's HEAD: lookups and listings are made of these.
+            result = self._obcall(f"HEAD {key}", lambda: obstore.get(
+                self._obstore(), key, options={"head": True}))
+            meta, attributes = result.meta, result.attributes
+            return ObjectInfo(
+                key, int(meta["size"]), str(meta["e_tag"] or ""),
+                _mtime_ns(meta["last_modified"]),
+                {str(k).lower(): str(v) for k, v in attributes.items()
+                 if k not in _OBSTORE_ATTRIBUTES},
+                str(attributes.get("Content-Type", "")))
         resp = self._call(f"HEAD {key}",
                           lambda: self._client.head_object(Bucket=self.bucket, Key=key))
         return ObjectInfo(key, int(resp.get("ContentLength", 0)), str(resp.get("ETag", "")),
@@ -208,6 +224,8 @@ class S3ObjectStore:
 
     def put(self, key: str, data: bytes, metadata: Mapping[str, str],
             content_type: str = "") -> str:
+        if obstore_can_address(key):
+            return self._obput(key, data, metadata, content_type, multipart=False)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
                                   "Metadata": dict(metadata)}
         if content_type:
@@ -217,17 +235,21 @@ class S3ObjectStore:
 
     def upload(self, key: str, source: Path, metadata: Mapping[str, str],
                content_type: str = "") -> str:
-        size = source.stat().st_size
-        if size <= self._account.part_size or not obstore_can_address(key):
+        if not obstore_can_address(key):
             return self.put(key, source.read_bytes(), metadata, content_type)
+        multipart = source.stat().st_size > self._account.part_size
+        return self._obput(key, source, metadata, content_type, multipart=multipart)
+
+    def _obput(self, key: str, body: bytes | Path, metadata: Mapping[str, str],
+               content_type: str, *, multipart: bool) -> str:
         attributes: dict[str, str] = dict(metadata)
         if content_type:
             attributes["Content-Type"] = content_type
-        # obstore completes the multipart upload only after every part is in: the old
-        # object stays whole until then, and an aborted upload is cleaned up by obstore.
-        resp = self._obcall(f"PUT {key} (multipart, {size} bytes)", lambda: obstore.put(
-            self._obstore(), key, source, attributes=attributes,
-            use_multipart=True, chunk_size=self._account.part_size,
+        # A multipart upload becomes the object only when it completes: until then (and
+        # for ever, if this process dies first) readers get the old object whole.
+        resp = self._obcall(f"PUT {key}", lambda: obstore.put(
+            self._obstore(), key, body, attributes=attributes, use_multipart=multipart,
+            chunk_size=self._account.part_size,
             max_concurrency=self._account.upload_concurrency))
         return str(resp["e_tag"] or "")
 
@@ -284,6 +306,17 @@ class S3ObjectStore:
     def _summary(obj: dict[str, Any]) -> ObjectInfo:
         return ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), str(obj.get("ETag", "")),
                           _mtime_ns(obj.get("LastModified")), has_metadata=False)
+
+    def has_keys_under(self, prefix: str) -> bool:
+        if prefix.endswith("/") and obstore_can_address(prefix[:-1]):
+            # obstore lists by path segments and mangles the keys it returns (a marker
+            # 'p/' comes back as 'p'), which does not matter for a yes/no answer.
+            def first_page() -> bool:
+                for chunk in obstore.list(self._obstore(), prefix=prefix[:-1], chunk_size=1):
+                    return len(chunk) > 0
+                return False
+            return self._obcall(f"LIST {prefix!r}", first_page)
+        return bool(self.list(prefix, None, max_keys=1).objects)
 
     def list(self, prefix: str, delimiter: str | None = "/", max_keys: int | None = None
              ) -> ListResult:
