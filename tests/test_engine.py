@@ -56,9 +56,9 @@ def read_file(engine: Engine, ino: int) -> bytes:
         engine.release(fh)
 
 
-def errno_of(fn: object, *args: object) -> int:
+def errno_of(fn: object, *args: object, **kwargs: object) -> int:
     with pytest.raises(FsError) as info:
-        fn(*args)  # type: ignore[operator]
+        fn(*args, **kwargs)  # type: ignore[operator]
     return info.value.errno
 
 
@@ -424,3 +424,12 @@ def test_failed_local_write_never_replaces_the_object(engine: Engine, store: Mem
     engine.release(fh)
     assert store.get("f") == b"old content"
 
+
+
+def test_bucket_root_attributes_cannot_be_stored(engine: Engine, account: MemoryAccount,
+                                                 store: MemoryStore, tmp_path: Path) -> None:
+    assert errno_of(engine.setattr, ROOT_INO, mode=0o700) == errno.EPERM
+    # The root of a prefix mount has a key, so its marker carries the attributes.
+    prefixed = make_engine(account, tmp_path / "p", MountRoot("b", "team"))
+    prefixed.setattr(ROOT_INO, mode=0o700)
+    assert store.head("team/").metadata["mode"] == str(stat.S_IFDIR | 0o700)

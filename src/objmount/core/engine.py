@@ -182,7 +182,7 @@ class Engine:
             return self.ns.current_attr(inode)
 
     def _store_dir_attr(self, inode: Inode, attr: Attr) -> None:
-        if inode.parent is None or inode.root_key == "":
+        if not inode.key:
             # A bucket root has no key of its own to carry metadata.
             raise FsError(errno.EPERM, "the attributes of a bucket root cannot be stored")
         store = self.ns.store(inode)
@@ -218,11 +218,9 @@ class Engine:
         inode = self.table.get(ino)
         if inode.kind is not Kind.SYMLINK:
             raise FsError(errno.EINVAL)
-        version = inode.version
         if inode.symlink_target is None or not self.table.fresh(inode):
-            inode.symlink_target = self.ns.store(inode).get(inode.key).decode("utf-8",
-                                                                           "surrogateescape")
-            inode.version = version
+            target = self.ns.store(inode).get(inode.key)
+            inode.symlink_target = target.decode("utf-8", "surrogateescape")
         return inode.symlink_target.encode("utf-8", "surrogateescape")
 
     def statfs(self) -> StatFs:
@@ -233,10 +231,8 @@ class Engine:
         inode = self.table.get(ino)
         if inode.kind is not Kind.DIR:
             raise FsError(errno.ENOTDIR)
-        with self._fh_lock:
-            fh = self._next_fh
-            self._next_fh += 1
-            self._dir_handles[fh] = _DirHandle(inode)
+        fh = self._allocate_fh()
+        self._dir_handles[fh] = _DirHandle(inode)
         return fh
 
     def readdir(self, fh: int, offset: int) -> list[DirEntry]:
@@ -308,7 +304,7 @@ class Engine:
             return
         store = self.ns.store(parent)
         prefix = dir_prefix(parent.key)
-        if not store.list(prefix, None, max_keys=1).objects:
+        if not store.has_keys_under(prefix):
             store.put(prefix, b"", metadata.encode(parent.attr), DIR_CONTENT_TYPE)
             parent.has_marker = True
 
@@ -319,12 +315,16 @@ class Engine:
         guessed, _ = mimetypes.guess_type(inode.name, strict=False)
         return guessed or "application/octet-stream"
 
-    def _new_fh(self, handle: _Handle) -> int:
+    def _allocate_fh(self) -> int:
         with self._fh_lock:
             fh = self._next_fh
             self._next_fh += 1
-            self._handles[fh] = handle
             return fh
+
+    def _new_fh(self, handle: _Handle) -> int:
+        fh = self._allocate_fh()
+        self._handles[fh] = handle
+        return fh
 
     def _revalidate(self, inode: Inode) -> tuple[int, str]:
         """(size, etag) of the object now: open() asks the store, whatever is cached."""
