@@ -433,3 +433,15 @@ def test_bucket_root_attributes_cannot_be_stored(engine: Engine, account: Memory
     prefixed = make_engine(account, tmp_path / "p", MountRoot("b", "team"))
     prefixed.setattr(ROOT_INO, mode=0o700)
     assert store.head("team/").metadata["mode"] == str(stat.S_IFDIR | 0o700)
+
+
+def test_open_files_of_dead_daemons_are_removed(account: MemoryAccount, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    dead = cache / "open-999999999"  # no such process
+    dead.mkdir(parents=True)
+    (dead / "open-x").write_bytes(b"stale")
+    alive = cache / f"open-{os.getppid()}"
+    alive.mkdir()
+    make_engine(account, tmp_path)
+    assert not dead.exists()
+    assert alive.exists()  # a live daemon's files are not touched

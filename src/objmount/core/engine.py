@@ -13,10 +13,12 @@ import errno
 import logging
 import mimetypes
 import os
+import shutil
 import stat
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from objmount.core import metadata
 from objmount.core.inodes import Inode, Kind, Virtual
@@ -60,6 +62,17 @@ class _DirHandle:
     listed: bool = False
 
 
+def _remove_dead_open_dirs(cache_dir: Path) -> None:
+    """Cache files of open objects left by a daemon that was killed. Nothing in them was
+    ever acknowledged by a successful close(), so they are removed, not kept."""
+    for path in cache_dir.glob("open-*"):
+        pid = path.name.removeprefix("open-")
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        log.warning("removing %s, left by objmount process %s that is gone", path, pid)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Engine:
     def __init__(self, account: Account, root: MountRoot, options: EngineOptions) -> None:
         self.account = account
@@ -73,7 +86,10 @@ class Engine:
         self._next_fh = 1
         self._fh_lock = threading.Lock()
         options.cache_dir.mkdir(parents=True, exist_ok=True)
-        self._open_dir = options.cache_dir / "open"
+        # One directory per daemon: mounts may share a cache_dir, and the leftovers of a
+        # killed daemon must be found and removed without touching a live one's files.
+        _remove_dead_open_dirs(options.cache_dir)
+        self._open_dir = options.cache_dir / f"open-{os.getpid()}"
         self._open_dir.mkdir(exist_ok=True)
         self.unsaved_dir = options.cache_dir / "unsaved"
 
