@@ -104,3 +104,27 @@ def test_full_cache_disk_is_enospc_and_loses_nothing(mount_factory: Any, bucket:
     finally:
         subprocess.run(["umount", str(small)], check=False)
     assert not is_mounted(small)
+
+
+def test_dead_server_gives_eio_and_keeps_the_bytes(mount_factory: Any, tmp_path: Path) -> None:
+    from objmount.server import start_server, stop_server
+
+    server = start_server(tmp_path / "srv", ["doomed"], "ak-doomed", "sk-doomed")
+    try:
+        env = {**server.env(), "AWS_CONFIG_FILE": "/nonexistent",
+               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+        m = mount_factory("s3://doomed", env=env)
+        m.mount()
+        (m.path / "before").write_text("stored while the server lived")
+        f = open(m.path / "after", "w")  # noqa: SIM115 - the close is what is tested
+        f.write("written while the server dies")
+    finally:
+        stop_server(server.pid)
+    with pytest.raises(OSError) as info:
+        f.close()
+    assert info.value.errno == errno.EIO
+    assert oserror((m.path / "before").read_text) == errno.EIO  # open must ask the store
+    assert oserror(os.mkdir, m.path / "newdir") == errno.EIO
+    kept = list((tmp_path / "cache" / "unsaved").iterdir())
+    assert [p.read_text() for p in kept] == ["written while the server dies"]
+    assert "could not store after" in m.read_log()
