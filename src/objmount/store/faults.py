@@ -1,0 +1,81 @@
+"""A store wrapper that fails chosen operations: for tests of retries and failure paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from objmount.store.base import ListResult, ObjectInfo, ObjectStore
+
+# (operation name, key) -> an exception to raise, or None to let the call through.
+FaultRule = Callable[[str, str], Exception | None]
+
+
+class FaultyStore:
+    def __init__(self, inner: ObjectStore, rule: FaultRule) -> None:
+        self.inner = inner
+        self.bucket = inner.bucket
+        self.rule = rule
+        self.calls: list[tuple[str, str]] = []
+
+    def _check(self, op: str, key: str) -> None:
+        self.calls.append((op, key))
+        exc = self.rule(op, key)
+        if exc is not None:
+            raise exc
+
+    def check(self) -> None:
+        self._check("check", "")
+        self.inner.check()
+
+    def head(self, key: str) -> ObjectInfo:
+        self._check("head", key)
+        return self.inner.head(key)
+
+    def get(self, key: str) -> bytes:
+        self._check("get", key)
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        self._check("get_range", key)
+        return self.inner.get_range(key, start, end, etag)
+
+    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+        self._check("download", key)
+        return self.inner.download(key, dest, etag)
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str],
+            content_type: str = "") -> str:
+        self._check("put", key)
+        return self.inner.put(key, data, metadata, content_type)
+
+    def upload(self, key: str, source: Path, metadata: Mapping[str, str],
+               content_type: str = "") -> str:
+        self._check("upload", key)
+        return self.inner.upload(key, source, metadata, content_type)
+
+    def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
+             content_type: str = "") -> str:
+        self._check("copy", src_key)
+        return self.inner.copy(src_key, dst_key, metadata, content_type)
+
+    def delete(self, key: str) -> None:
+        self._check("delete", key)
+        self.inner.delete(key)
+
+    def delete_many(self, keys: list[str]) -> None:
+        self._check("delete_many", keys[0] if keys else "")
+        self.inner.delete_many(keys)
+
+    def list(self, prefix: str, delimiter: str | None = "/", max_keys: int | None = None
+             ) -> ListResult:
+        self._check("list", prefix)
+        return self.inner.list(prefix, delimiter, max_keys)
+
+    def has_keys_under(self, prefix: str) -> bool:
+        self._check("has_keys_under", prefix)
+        return self.inner.has_keys_under(prefix)
+
+    def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        self._check("iter_keys", prefix)
+        return self.inner.iter_keys(prefix)
