@@ -66,7 +66,10 @@ def check_mountpoint(mountpoint: Path) -> None:
 
 
 def _fuse_options(req: MountRequest) -> set[str]:
-    opts = {"fsname=objmount", "subtype=objmount", *req.fuse_options}
+    root = req.root
+    # What `mount` and `df` show as the source; commas would split the option list.
+    source = (f"s3://{root.bucket}/{root.prefix}".rstrip("/") if root.bucket else "objmount")
+    opts = {f"fsname={source.replace(',', '_')}", "subtype=objmount", *req.fuse_options}
     if req.default_permissions:
         opts.add("default_permissions")
     if req.allow_other:
@@ -167,6 +170,16 @@ def mount(req: MountRequest, make_account: Callable[[], Account],
         os._exit(code)
 
 
+def _is_mount_daemon(pid: int) -> bool:
+    """Alive, not a zombie, and still objmount (a stale pid file may name a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and b"objmount" in cmdline
+
+
 def umount(mountpoint: Path, timeout: float = 120.0) -> None:
     mountpoint = Path(os.path.realpath(mountpoint))
     if not is_mountpoint(mountpoint):
@@ -186,16 +199,9 @@ def umount(mountpoint: Path, timeout: float = 120.0) -> None:
     # Wait for the daemon to finish storing and exit, so that "umount returned" means
     # "everything is in the store".
     deadline = time.monotonic() + timeout
-    while pid is not None and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        except PermissionError:
-            break
-        time.sleep(0.05)
-    else:
-        if pid is not None:
+    while pid is not None and _is_mount_daemon(pid):
+        if time.monotonic() > deadline:
             raise ConfigError(f"the daemon (pid {pid}) is still running after {timeout:.0f}s")
+        time.sleep(0.05)
     pid_path.unlink(missing_ok=True)
 
