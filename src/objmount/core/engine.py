@@ -188,7 +188,7 @@ class Engine:
             if inode.kind is Kind.DIR:
                 self._store_dir_attr(inode, new_attr)
             elif size is not None:
-                self._truncate(inode, size, new_attr)
+                self._truncate(inode, size, new_attr, by_path=fh is None)
             elif inode.open_file is not None:
                 with inode.open_file.lock:
                     inode.attr = new_attr
@@ -213,15 +213,19 @@ class Engine:
         etag = store.copy(key, key, metadata.encode(attr), self._content_type(inode))
         self.table.set_attr(inode, attr, (etag, 0))
 
-    def _truncate(self, inode: Inode, size: int, attr: Attr) -> None:
+    def _truncate(self, inode: Inode, size: int, attr: Attr, *, by_path: bool) -> None:
+        """ftruncate() changes the open file, stored at its close; truncate(2) by path has
+        no close to wait for and changes the object now (open or not, the cache file is
+        shared, so it carries whatever open handles wrote too)."""
         store = self.ns.store(inode)
         of = inode.open_file
         if of is not None:
             with of.lock:
                 of.truncate(store, inode.key, size)
                 inode.attr = attr.with_(size=size)
+                if by_path:
+                    self._upload(inode, of)
             return
-        # truncate(2) by path: change the object now, there is no close to wait for.
         of = self._open_file(inode)
         try:
             of.truncate(store, inode.key, size)
@@ -575,10 +579,9 @@ class Engine:
                 self._rename_object(src, new_key)
             if dst is not None:
                 self.table.unlink(new_parent, new_name)
+            # A pending (never stored) file was stored under its new name by the rename.
             new_parent.pending_children.discard(new_name)
-            if old_name in old_parent.pending_children:
-                old_parent.pending_children.discard(old_name)
-                new_parent.pending_children.add(new_name)
+            old_parent.pending_children.discard(old_name)
             self.table.move(src, new_parent, new_name)
             self._keep_parent(old_parent)
 

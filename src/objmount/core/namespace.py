@@ -104,31 +104,33 @@ class Namespace:
             info: ObjectInfo | None = head_f.result()
         except NoSuchKey:
             info = None
-        existing = self.table.child(parent, name)
-        ino = existing.ino if existing is not None else self.table.new_ino()
         if is_dir:
             if info is not None:
                 log.warning("%s is both an object and a prefix: showing the directory", key)
-            attr, marker = self.marker_attr(ino, store, key)
-            kind = Kind.DIR
-            version = None
-        elif info is not None:
-            kind, attr = self.object_attr(ino, info)
-            marker = False
-            version = (info.etag, info.mtime_ns)
-        else:
-            return None
+            attr, marker = self.marker_attr(0, store, key)
+            return self._adopt(parent, name, Kind.DIR, attr, None, marker)
+        if info is not None:
+            kind, attr = self.object_attr(0, info)
+            return self._adopt(parent, name, kind, attr, (info.etag, info.mtime_ns), False)
+        return None
+
+    def _adopt(self, parent: Inode, name: str, kind: Kind, attr: Attr,
+               version: tuple[str, int] | None, marker: bool) -> Inode:
+        """The inode for what the store says ``name`` is. The same inode (and number) as
+        before while the type is unchanged; a new number when it changed, since the kernel
+        may still hold the old one and counts its lookups separately."""
         with self.table.lock:
             existing = self.table.child(parent, name)
-            if existing is not None and existing.ino == ino and existing.kind is kind:
+            if existing is not None and existing.kind is kind:
                 inode = existing
             else:
-                inode = Inode(ino, kind, attr, parent, name)
+                inode = Inode(self.table.new_ino(), kind, attr, parent, name)
                 self.table.link(parent, name, inode)
-            inode.has_marker = marker
+            if kind is Kind.DIR:
+                inode.has_marker = marker
             if inode.open_file is None:
-                self.table.set_attr(inode, attr, version)
-        return inode
+                self.table.set_attr(inode, attr.with_(ino=inode.ino), version)
+            return inode
 
     def lookup_inode(self, parent: Inode, name: str) -> Inode:
         if parent.kind is not Kind.DIR:
@@ -242,7 +244,7 @@ class Namespace:
             lambda n: self.marker_attr(0, store, join_key(inode.key, str(n))), new_dirs)
         for name, marker_fut in zip(new_dirs, markers, strict=True):
             attr, marker = marker_fut.result()
-            result.append(self._install_dir(inode, name, attr, marker))
+            result.append(self._adopt(inode, name, Kind.DIR, attr, None, marker))
         result.extend(known_dirs.values())
         # Entries created here and not yet uploaded (open, or awaiting their first close).
         for name in list(inode.pending_children):
@@ -254,27 +256,5 @@ class Namespace:
         return result
 
     def _install(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:
-        with self.table.lock:
-            existing = self.table.child(parent, name)
-            ino = existing.ino if existing is not None else self.table.new_ino()
-            kind, attr = self.object_attr(ino, info)
-            if existing is not None and existing.kind is kind:
-                inode = existing
-            else:
-                inode = Inode(ino, kind, attr, parent, name)
-                self.table.link(parent, name, inode)
-            if inode.open_file is None:
-                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
-            return inode
-
-    def _install_dir(self, parent: Inode, name: str, attr: Attr, marker: bool) -> Inode:
-        with self.table.lock:
-            existing = self.table.child(parent, name)
-            if existing is not None and existing.kind is Kind.DIR:
-                inode = existing
-            else:
-                inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name)
-                self.table.link(parent, name, inode)
-            inode.has_marker = marker
-            self.table.set_attr(inode, attr.with_(ino=inode.ino))
-            return inode
+        kind, attr = self.object_attr(0, info)
+        return self._adopt(parent, name, kind, attr, (info.etag, info.mtime_ns), False)
