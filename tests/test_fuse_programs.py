@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import Mount
+from peers import snapshot
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3]
 
@@ -90,27 +91,6 @@ def build_tree(root: Path) -> None:
         os.utime(path, ns=(1_650_000_000_000_000_000 + i * 1_000_000_001,
                            1_650_000_000_000_000_000 + i * 1_000_000_001),
                  follow_symlinks=False)
-
-
-def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    """What must survive, per relative path. Directories: existence and type only."""
-    result: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = str(path.relative_to(root))
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                result[rel] = ("symlink", os.readlink(path), st.st_uid, st.st_gid,
-                               int(st.st_mtime))
-            elif stat.S_ISDIR(st.st_mode):
-                result[rel] = ("dir",)
-            elif stat.S_ISREG(st.st_mode):
-                result[rel] = ("file", oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid,
-                               st.st_size, int(st.st_mtime))
-            else:
-                result[rel] = ("other", stat.S_IFMT(st.st_mode))
-    return result
 
 
 def assert_same_tree(expected_root: Path, actual_root: Path) -> None:

@@ -12,62 +12,22 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Mount, is_mounted
+from conftest import Mount
+from peers import run, s3fs_mount
+
+# s3fs caches attributes for 900 s by default: these tests look right after writes.
+S3FS_FRESH = "stat_cache_expire=1,enable_noobj_cache"
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3]
 
 
 # ------------------------------------------------------------------------ s3fs mount --
-@contextmanager
-def s3fs_mount(server: Any, bucket: str, mountpoint: Path, workdir: Path) -> Iterator[Path]:
-    """s3fs-fuse on ``mountpoint``, in the foreground as our child so that we always know
-    its pid; always unmounted and reaped on the way out."""
-    passwd = workdir / "s3fs-passwd"
-    passwd.write_text(f"{server.access_key}:{server.secret_key}\n")
-    os.chmod(passwd, 0o600)
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    log = workdir / f"s3fs-{mountpoint.name}.log"
-    opts = (f"url={server.endpoint},use_path_request_style,passwd_file={passwd},"
-            "dbglevel=warn,stat_cache_expire=1,enable_noobj_cache")
-    with open(log, "ab") as log_f:
-        proc = subprocess.Popen(["s3fs", bucket, str(mountpoint), "-f", "-o", opts],
-                                stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f)
-    try:
-        deadline = time.monotonic() + 30
-        while not is_mounted(mountpoint):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"s3fs did not mount (exit {proc.poll()}):\n{log.read_text()}")
-            time.sleep(0.1)
-        yield mountpoint
-    finally:
-        if is_mounted(mountpoint):
-            res = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True,
-                                 text=True)
-            if res.returncode != 0:
-                subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # --------------------------------------------------------------------------- helpers --
-def run(*cmd: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, (
-        f"{' '.join(map(str, cmd))} exited {result.returncode}\n"
-        f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
-    return result
-
-
 def describe(path: Path) -> tuple[Any, ...]:
     """Everything about a file or symlink that both file systems must agree on."""
     st = os.lstat(path)
@@ -128,14 +88,14 @@ def test_objmount_writes_s3fs_reads(mounted: Mount, s3_server: Any, bucket: str,
     # Sanity: objmount itself shows what was asked for.
     assert written["private"][1:4] == ("0o600", 1234, 5678)
     assert written["plain.txt"][5] == int(time.mktime((2021, 3, 4, 5, 6, 7, 0, 0, -1)))
-    with s3fs_mount(s3_server, bucket, tmp_path / "s3fs", tmp_path) as s3fs:
+    with s3fs_mount(s3_server, bucket, tmp_path / "s3fs", tmp_path, S3FS_FRESH) as s3fs:
         assert_same(written, describe_all(s3fs, names))
         assert (s3fs / "dir" / "sub").is_dir()
 
 
 def test_s3fs_writes_objmount_reads(mount_factory: Callable[..., Mount], s3_server: Any,
                                     bucket: str, tmp_path: Path) -> None:
-    with s3fs_mount(s3_server, bucket, tmp_path / "s3fs", tmp_path) as s3fs:
+    with s3fs_mount(s3_server, bucket, tmp_path / "s3fs", tmp_path, S3FS_FRESH) as s3fs:
         names = write_sample(s3fs)
         written = describe_all(s3fs, names)
     # Sanity: s3fs itself shows what was asked for.

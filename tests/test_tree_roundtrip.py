@@ -9,16 +9,13 @@ directories are compared for existence and type only; files and symlinks fully.
 from __future__ import annotations
 
 import os
-import stat
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Mount, is_mounted
+from conftest import Mount
+from peers import run, s3fs_mount, snapshot
 
 pytestmark = [pytest.mark.fuse, pytest.mark.s3, pytest.mark.slow]
 
@@ -73,26 +70,6 @@ def build_tree(root: Path) -> int:
     return count + 1
 
 
-def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    result: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = os.lstat(path)
-            rel = str(path.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                result[rel] = ("symlink", os.readlink(path), st.st_uid, st.st_gid,
-                               int(st.st_mtime))
-            elif stat.S_ISDIR(st.st_mode):
-                result[rel] = ("dir",)
-            elif stat.S_ISREG(st.st_mode):
-                result[rel] = ("file", oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid,
-                               st.st_size, int(st.st_mtime))
-            else:
-                result[rel] = ("other", oct(st.st_mode))
-    return result
-
-
 def assert_same(expected: dict[str, tuple[Any, ...]], actual: dict[str, tuple[Any, ...]],
                 what: str) -> None:
     missing = sorted(set(expected) - set(actual))
@@ -102,46 +79,6 @@ def assert_same(expected: dict[str, tuple[Any, ...]], actual: dict[str, tuple[An
              if expected[k] != actual[k]]
     assert not diffs, f"{what}: {len(diffs)} differ (expected != actual):\n" + "\n".join(
         diffs[:40])
-
-
-def run(*cmd: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, (
-        f"{' '.join(map(str, cmd))} exited {result.returncode}\n"
-        f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
-    return result
-
-
-@contextmanager
-def s3fs_mount(server: Any, bucket: str, mountpoint: Path, workdir: Path) -> Iterator[Path]:
-    """s3fs-fuse in the foreground as our child; always unmounted and reaped."""
-    passwd = workdir / "s3fs-passwd"
-    passwd.write_text(f"{server.access_key}:{server.secret_key}\n")
-    os.chmod(passwd, 0o600)
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    log = workdir / "s3fs.log"
-    opts = f"url={server.endpoint},use_path_request_style,passwd_file={passwd},dbglevel=warn"
-    with open(log, "ab") as log_f:
-        proc = subprocess.Popen(["s3fs", bucket, str(mountpoint), "-f", "-o", opts],
-                                stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f)
-    try:
-        deadline = time.monotonic() + 30
-        while not is_mounted(mountpoint):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"s3fs did not mount (exit {proc.poll()}):\n{log.read_text()}")
-            time.sleep(0.1)
-        yield mountpoint
-    finally:
-        if is_mounted(mountpoint):
-            res = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
-            if res.returncode != 0:
-                subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_tree_survives_remount_and_s3fs_agrees(mounted: Mount, s3_server: Any, bucket: str,

@@ -268,10 +268,7 @@ class Engine:
         self._dir_handles.pop(fh, None)
 
     def mkdir(self, parent_ino: int, raw: bytes, mode: int, uid: int, gid: int) -> Attr:
-        self._writable()
-        parent = self.table.get(parent_ino)
-        self._in_bucket(parent)
-        name = valid_name(raw)
+        parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             self._must_not_exist(parent, name)
             key = join_key(parent.key, name)
@@ -285,6 +282,13 @@ class Engine:
             self.table.set_attr(inode, inode.attr)
             self.table.remember(inode)
             return inode.attr
+
+    def _new_name(self, parent_ino: int, raw: bytes) -> tuple[Inode, str]:
+        """The directory and the name a new entry is to be created as, checked."""
+        self._writable()
+        parent = self.table.get(parent_ino)
+        self._in_bucket(parent)
+        return parent, valid_name(raw)
 
     def _must_not_exist(self, parent: Inode, name: str) -> None:
         try:
@@ -439,10 +443,7 @@ class Engine:
 
     def create(self, parent_ino: int, raw: bytes, mode: int, flags: int, uid: int,
                gid: int) -> tuple[int, Attr]:
-        self._writable()
-        parent = self.table.get(parent_ino)
-        self._in_bucket(parent)
-        name = valid_name(raw)
+        parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             try:
                 existing = self.ns.lookup_inode(parent, name)
@@ -526,10 +527,7 @@ class Engine:
             self._keep_parent(parent)
 
     def symlink(self, parent_ino: int, raw: bytes, target: bytes, uid: int, gid: int) -> Attr:
-        self._writable()
-        parent = self.table.get(parent_ino)
-        self._in_bucket(parent)
-        name = valid_name(raw)
+        parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             self._must_not_exist(parent, name)
             key = join_key(parent.key, name)

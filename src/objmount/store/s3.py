@@ -120,25 +120,20 @@ class S3ObjectStore:
         self._ob_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T],
+              classify: Callable[[Exception, str], StoreError] = _botocore_error) -> T:
+        """One request under the retry policy, its errors turned into StoreErrors."""
         def attempt() -> T:
             try:
                 return fn()
             except StoreError:
                 raise
             except Exception as exc:
-                raise _botocore_error(exc, what) from exc
+                raise classify(exc, what) from exc
         return self._retry.call(what, attempt)
 
     def _obcall(self, what: str, fn: Callable[[], T]) -> T:
-        def attempt() -> T:
-            try:
-                return fn()
-            except StoreError:
-                raise
-            except Exception as exc:
-                raise _obstore_error(exc, what) from exc
-        return self._retry.call(what, attempt)
+        return self._call(what, fn, _obstore_error)
 
     def _obstore(self) -> _ObStore:
         with self._ob_lock:
