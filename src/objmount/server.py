@@ -50,6 +50,8 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
+from objmount.errors import ObjmountError
+
 DEFAULT_BUCKET = "objmount"
 REGION = "us-east-1"
 STATE_FILE = "server.json"
@@ -82,7 +84,7 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class ServerError(Exception):
+class ServerError(ObjmountError):
     """The S3 server could not be found, started or stopped; the message is for the user."""
 
 
