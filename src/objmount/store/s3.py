@@ -263,6 +263,9 @@ class S3ObjectStore:
         return str(resp.get("CopyObjectResult", {}).get("ETag", ""))
 
     def delete(self, key: str) -> None:
+        if obstore_can_address(key):
+            self._obcall(f"DELETE {key}", lambda: obstore.delete(self._obstore(), key))
+            return
         self._call(f"DELETE {key}",
                    lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
 
