@@ -68,12 +68,12 @@ class Namespace:
     def store(self, inode: Inode) -> ObjectStore:
         return self.account.bucket(inode.store_bucket)
 
-    def dir_attr(self, ino: int, mode: int | None = None, uid: int | None = None,
-                  gid: int | None = None, mtime_ns: int | None = None) -> Attr:
+    def dir_attr(self, ino: int, mtime_ns: int | None = None) -> Attr:
+        """A directory that carries no metadata: the mount's defaults, and the marker's
+        time or else the mount's start (a prefix has no time of its own)."""
         d = self.options.defaults
         t = mtime_ns if mtime_ns is not None else self._started_ns
-        return Attr(ino, stat.S_IFDIR | (d.dir_mode if mode is None else stat.S_IMODE(mode)),
-                    d.uid if uid is None else uid, d.gid if gid is None else gid, 0, t, t, t, 2)
+        return Attr(ino, stat.S_IFDIR | d.dir_mode, d.uid, d.gid, 0, t, t, t, 2)
 
     def parallel(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[Future[T]]:
         return [self._pool.submit(fn, item) for item in items]

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyfuse3
@@ -38,7 +38,6 @@ class MountRequest:
     allow_other: bool = False
     default_permissions: bool = True
     foreground: bool = False
-    fuse_options: frozenset[str] = field(default_factory=frozenset)
 
 
 def pid_file(mountpoint: Path) -> Path:
@@ -69,7 +68,7 @@ def _fuse_options(req: MountRequest) -> set[str]:
     root = req.root
     # What `mount` and `df` show as the source; commas would split the option list.
     source = (f"s3://{root.bucket}/{root.prefix}".rstrip("/") if root.bucket else "objmount")
-    opts = {f"fsname={source.replace(',', '_')}", "subtype=objmount", *req.fuse_options}
+    opts = {f"fsname={source.replace(',', '_')}", "subtype=objmount"}
     if req.default_permissions:
         opts.add("default_permissions")
     if req.allow_other:
