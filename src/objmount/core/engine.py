@@ -318,8 +318,12 @@ class Engine:
             self._keep_parent(parent)
 
     def _has_pending(self, inode: Inode) -> bool:
-        return any(not c.unlinked for c in self.table.children_of(inode)
-                   if c.name in inode.pending_children)
+        """Does the directory hold files created here and not stored yet?"""
+        for name in list(inode.pending_children):
+            child = self.table.child(inode, name)
+            if child is not None and not child.unlinked:
+                return True
+        return False
 
     def _keep_parent(self, parent: Inode) -> None:
         """A directory that only existed as a prefix vanishes with its last key:
@@ -393,7 +397,7 @@ class Engine:
             if inode.parent is not None:
                 inode.parent.pending_children.discard(inode.name)
             self.table.set_attr(inode, inode.attr.with_(size=of.size))
-            self.table.forget(inode.ino, 0)
+            self.table.drop_if_unused(inode)
 
     def _keep_unsaved(self, inode: Inode, of: OpenFile, exc: Exception) -> None:
         """The last chance for bytes the store refused: a copy a person can find."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from objmount.core.openfile import OpenFile
 
 ROOT_INO = 1
+_NEGATIVE_MAX = 100_000
 
 
 class Kind(enum.Enum):
@@ -102,10 +103,6 @@ class InodeTable:
         with self.lock:
             return self._children.get((parent.ino, name))
 
-    def children_of(self, parent: Inode) -> list[Inode]:
-        with self.lock:
-            return [i for (p, _), i in self._children.items() if p == parent.ino]
-
     def all(self) -> list[Inode]:
         with self.lock:
             return list(self._by_ino.values())
@@ -175,13 +172,16 @@ class InodeTable:
             inode.lookups = max(0, inode.lookups - count)
             self._maybe_drop(inode)
 
+    def drop_if_unused(self, inode: Inode) -> None:
+        with self.lock:
+            self._maybe_drop(inode)
+
     def _maybe_drop(self, inode: Inode) -> None:
-        """Drop an inode nobody refers to any more: not the kernel, not an open file."""
+        """Drop an inode nobody refers to any more: not the kernel, not an open file.
+        The next lookup of its name starts over from the store."""
         if inode.lookups > 0 or inode.open_file is not None or inode.ino == ROOT_INO:
             return
-        if inode.parent is not None and not inode.unlinked:
-            # Still reachable by name: keep the cached attributes, just not the number...
-            # ...unless the kernel forgot it, in which case the next lookup starts over.
+        if inode.parent is not None:
             key = (inode.parent.ino, inode.name)
             if self._children.get(key) is inode:
                 del self._children[key]
@@ -199,8 +199,16 @@ class InodeTable:
 
     def set_negative(self, parent: Inode, name: str) -> None:
         with self.lock:
-            if self.negative_ttl > 0:
-                self._negative[(parent.ino, name)] = time.monotonic() + self.negative_ttl
+            if self.negative_ttl <= 0:
+                return
+            now = time.monotonic()
+            if len(self._negative) >= _NEGATIVE_MAX:
+                # Programs probing many missing paths (compilers, PATH searches) must not
+                # grow this without bound: drop what expired, then the oldest.
+                self._negative = {k: t for k, t in self._negative.items() if t > now}
+                while len(self._negative) >= _NEGATIVE_MAX:
+                    del self._negative[next(iter(self._negative))]
+            self._negative[(parent.ino, name)] = now + self.negative_ttl
 
     def clear_negative(self, parent: Inode, name: str) -> None:
         with self.lock:
