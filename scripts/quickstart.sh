@@ -9,9 +9,10 @@ objmount=.venv/bin/objmount
 $objmount server start
 mkdir -p "$MOUNTPOINT"
 if ! mountpoint -q "$MOUNTPOINT"; then
-  # With nothing configured, objmount uses the running embedded store.
-  env -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 -u AWS_ACCESS_KEY_ID \
-      -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE $objmount mount s3://objmount "$MOUNTPOINT"
+  # Point at the embedded store explicitly, whatever AWS settings this shell has.
+  unset AWS_PROFILE AWS_ENDPOINT_URL_S3 AWS_SESSION_TOKEN
+  eval "$($objmount server status | sed -n 's/^ *export /export /p')"
+  $objmount mount s3://objmount "$MOUNTPOINT"
 fi
 mkdir -p "$MOUNTPOINT/hello"
 date > "$MOUNTPOINT/hello/world.txt"

@@ -51,6 +51,7 @@ import botocore.exceptions
 import botocore.session
 
 from objmount.errors import ObjmountError
+from objmount.store.s3 import explicit_session
 
 DEFAULT_BUCKET = "objmount"
 REGION = "us-east-1"
@@ -135,7 +136,7 @@ def botocore_client(endpoint: str, access_key: str, secret_key: str) -> Any:
         connect_timeout=5,
         read_timeout=30,
     )
-    return botocore.session.get_session().create_client(
+    return explicit_session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name=REGION,
@@ -308,19 +309,25 @@ def start_server(
             proc, ports = _launch(weed, data_dir, buckets, access_key, secret_key, lock_fd)
             _children[proc.pid] = proc
             endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-            client = botocore_client(endpoint, access_key, secret_key)
-            while proc.poll() is None and time.monotonic() < deadline:
-                if _ready(client, buckets):
-                    return ServerInfo(
-                        pid=proc.pid,
-                        endpoint=endpoint,
-                        access_key=access_key,
-                        secret_key=secret_key,
-                        data_dir=data_dir,
-                        log_file=log_file,
-                        metrics_port=ports["metricsPort"],
-                    )
-                time.sleep(0.2)
+            try:
+                client = botocore_client(endpoint, access_key, secret_key)
+                while proc.poll() is None and time.monotonic() < deadline:
+                    if _ready(client, buckets):
+                        return ServerInfo(
+                            pid=proc.pid,
+                            endpoint=endpoint,
+                            access_key=access_key,
+                            secret_key=secret_key,
+                            data_dir=data_dir,
+                            log_file=log_file,
+                            metrics_port=ports["metricsPort"],
+                        )
+                    time.sleep(0.2)
+            except BaseException:
+                # Whatever went wrong while waiting (even Ctrl-C), no server is left behind.
+                if proc.poll() is None:
+                    stop_server(proc.pid)
+                raise
             tail = _log_tail(log_file)  # before stopping, which logs its own noise
             if proc.poll() is None:
                 stop_server(proc.pid)

@@ -53,6 +53,13 @@ _OBSTORE_ATTRIBUTES = {"Content-Type", "Content-Disposition", "Content-Encoding"
                        "Content-Language", "Cache-Control"}
 
 
+def explicit_session() -> botocore.session.Session:
+    """A botocore session for clients given everything explicitly. It ignores AWS_PROFILE:
+    the configuration was resolved already (config.py), and a profile named there that
+    does not exist would otherwise break even a client that never uses it."""
+    return botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+
+
 def obstore_can_address(key: str) -> bool:
     """True when obstore's path type keeps ``key`` byte for byte."""
     if not key or key.endswith("/") or key.startswith("/"):
@@ -339,7 +346,7 @@ class S3Account:
         self.part_size = part_size
         self.upload_concurrency = upload_concurrency
         self.retry = retry or RetryPolicy()
-        session = botocore.session.get_session()
+        session = explicit_session()
         self.client: Any = session.create_client(
             "s3",
             endpoint_url=config.endpoint,
