@@ -179,3 +179,26 @@ def test_config_from_profile_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert cfg.endpoint == "http://localhost:7777" and cfg.path_style
     with pytest.raises(ConfigError):
         resolve_s3_config({}, profile="missing")
+
+
+def test_embedded_server_only_when_nothing_is_configured(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from objmount import server
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    info = server.embedded_start()
+    try:
+        cfg = resolve_s3_config({})
+        assert (cfg.endpoint, cfg.source) == (info.endpoint, "embedded server")
+        S3Account(cfg).bucket("objmount").check()
+        # Another endpoint configured: never the embedded server, even with it running.
+        other = resolve_s3_config({"AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                                   "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+        assert other.endpoint == "http://127.0.0.1:9"
+        with pytest.raises(ConfigError):
+            resolve_s3_config({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})  # no credentials
+    finally:
+        assert server.embedded_stop()
