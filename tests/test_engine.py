@@ -445,3 +445,26 @@ def test_open_files_of_dead_daemons_are_removed(account: MemoryAccount, tmp_path
     make_engine(account, tmp_path)
     assert not dead.exists()
     assert alive.exists()  # a live daemon's files are not touched
+
+
+def test_reads_do_not_change_atime(engine: Engine, store: MemoryStore) -> None:
+    attr = write_file(engine, ROOT_INO, "f", b"data")
+    stored = store.head("f").metadata["atime"]
+    assert read_file(engine, attr.ino) == b"data"
+    assert engine.getattr(attr.ino).atime_ns == attr.atime_ns
+    assert store.head("f").metadata["atime"] == stored
+
+
+def test_two_clients_last_close_wins_whole(account: MemoryAccount, store: MemoryStore,
+                                           tmp_path: Path) -> None:
+    one = make_engine(account, tmp_path / "1", attr_ttl=0.0)
+    two = make_engine(account, tmp_path / "2", attr_ttl=0.0)
+    write_file(one, ROOT_INO, "f", b"original")
+    fh1 = one.open(one.lookup(ROOT_INO, b"f").ino, os.O_WRONLY | os.O_TRUNC)
+    fh2 = two.open(two.lookup(ROOT_INO, b"f").ino, os.O_WRONLY | os.O_TRUNC)
+    one.write(fh1, 0, b"from client one")
+    two.write(fh2, 0, b"two")
+    two.release(fh2)
+    assert store.get("f") == b"two"
+    one.release(fh1)
+    assert store.get("f") == b"from client one"  # whole, never a mix of the two
