@@ -87,14 +87,12 @@ def resolve_s3_config(
         endpoint, source = str(scoped["endpoint_url"]), f"profile {profile or 'default'}"
 
     if endpoint and "://" not in endpoint:
-        # A bare host:port: the scheme is the user's call.
+        # A bare host:port: the scheme is the user's call (--allow-http).
         endpoint = ("http://" if allow_http else "https://") + endpoint
     if endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"endpoint {endpoint!r} is not an http(s) URL")
-
-    if endpoint:
         # Instance-metadata credentials only make sense on AWS: never probe for them (a
         # link-local HTTP call that hangs off EC2) when another endpoint is configured.
         os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -134,8 +132,6 @@ def resolve_s3_config(
     if path_style is None:
         path_style = endpoint is not None and _is_local_host(urlsplit(endpoint).hostname or "")
     http = endpoint is not None and urlsplit(endpoint).scheme == "http"
-    if http and allow_http is False:
-        raise ConfigError(f"endpoint {endpoint} is plain http but --no-allow-http was given")
     if not creds.access_key or not creds.secret_key:
         raise ConfigError("incomplete S3 credentials: both an access key and a secret key "
                           "are needed")
