@@ -180,8 +180,7 @@ class Namespace:
 
     def list_dir(self, inode: Inode) -> list[DirEntry]:
         if inode.virtual is Virtual.TOP:
-            names = [PROVIDER]
-            children = [self._lookup_virtual(inode, n) for n in names]
+            children = [self._lookup_virtual(inode, PROVIDER)]
         elif inode.virtual is Virtual.PROVIDER:
             children = []
             for bucket in self.account.list_buckets():
@@ -192,9 +191,8 @@ class Namespace:
                         continue
         else:
             children = self._list_prefix(inode)
-        entries = [DirEntry(c.name, self.current_attr(c), i + 1)
-                   for i, c in enumerate(sorted(children, key=lambda c: c.name))]
-        return entries
+        return [DirEntry(c.name, self.current_attr(c), i + 1)
+                for i, c in enumerate(sorted(children, key=lambda c: c.name))]
 
     def _list_prefix(self, inode: Inode) -> list[Inode]:
         store = self.store(inode)
