@@ -78,6 +78,17 @@ def _store_args(p: argparse.ArgumentParser) -> None:
                    help="use http for an endpoint given without a scheme")
 
 
+def _intercept_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("interception")
+    g.add_argument("--root", default=os.environ.get("OBJMOUNT_ROOT") or "/objmount",
+                   help="where object paths begin (default: OBJMOUNT_ROOT, /objmount)")
+    g.add_argument("--attr-timeout", type=float, default=1.0, metavar="SECONDS",
+                   help="how long attributes and names are cached (default 1)")
+    g.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="the daemon exits after this long with no program connected and no "
+                   "object open (default 30)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0,
@@ -105,6 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("umount", parents=[common], help="store what is pending and unmount")
     u.add_argument("mountpoint", type=Path)
+
+    intercept_help = ("object paths: /objmount/s3/BUCKET/KEY (the root is --root), "
+                      "s3://BUCKET/KEY and s3:/BUCKET/KEY")
+    r = sub.add_parser("run", parents=[common], help="run one command that can use object paths",
+                       description="objmount run [options] -- COMMAND [ARGS...]: run COMMAND "
+                       "with the interception library, so that it can use " + intercept_help +
+                       ". Exits with COMMAND's status (non-zero if an upload failed).")
+    r.add_argument("program", nargs=argparse.REMAINDER, help="the command and its arguments")
+    _intercept_args(r)
+    _store_args(r)
+
+    sh = sub.add_parser("shell", parents=[common], help="your shell, where object paths work",
+                        description="Start $SHELL (bash, zsh, sh) with the interception "
+                        "library: every program it runs can use " + intercept_help + ".")
+    _intercept_args(sh)
+    _store_args(sh)
+
+    d = sub.add_parser("daemon", parents=[common],
+                       help="the interception daemons: status, stop (serve is internal)")
+    d.add_argument("action", choices=["status", "stop", "serve"])
+    d.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
 
     s = sub.add_parser("server", parents=[common], help="the embedded S3 server (SeaweedFS)")
     s.add_argument("action", choices=["start", "stop", "status"])
@@ -171,6 +203,63 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return mount(request, lambda: S3Account(config, part_size=part_size), args.log_file)
 
 
+def _run_or_shell(args: argparse.Namespace, *, shell: bool) -> int:
+    from objmount.config import resolve_s3_config
+    from objmount.frontends.intercept.launcher import run
+
+    command: list[str] = []
+    if not shell:
+        command = list(args.program)
+        if command and command[0] == "--":
+            command = command[1:]
+        if not command:
+            raise ConfigError("no command given: objmount run -- COMMAND [ARGS...]")
+    config = resolve_s3_config(endpoint=args.endpoint, profile=args.profile, region=args.region,
+                               path_style=args.path_style, allow_http=args.allow_http)
+    log.info("object store: %s", config.describe())
+    extra: dict[str, float | int] = {"attr_ttl": args.attr_timeout,
+                                     "negative_ttl": args.attr_timeout,
+                                     "idle_timeout": args.idle_timeout}
+    return run(command, config, root=args.root, settings_extra=extra, shell=shell)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_or_shell(args, shell=False)
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    return _run_or_shell(args, shell=True)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from objmount.frontends.intercept import daemon
+
+    if args.action == "serve":
+        if args.dir is None:
+            raise ConfigError("objmount daemon serve needs --dir")
+        return daemon.serve(args.dir, _account_for_settings)
+    found = daemon.running()
+    if args.action == "status":
+        if not found:
+            print("no interception daemon is running")
+            return 3
+        for directory, pid in found:
+            print(f"pid {pid}: {directory / 'sock'}")
+        return 0
+    for directory, pid in found:
+        ok = daemon.stop(directory, pid)
+        print(f"pid {pid}: {'stopped' if ok else 'still running'}")
+    return 0
+
+
+def _account_for_settings(settings: object) -> object:
+    from objmount.frontends.intercept.layout import DaemonSettings
+    from objmount.store.s3 import S3Account
+
+    assert isinstance(settings, DaemonSettings)
+    return S3Account(settings.s3_config(), part_size=settings.part_size)
+
+
 def cmd_umount(args: argparse.Namespace) -> int:
     from objmount.frontends.mount import umount
 
@@ -208,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.log_file)
-    handlers = {"mount": cmd_mount, "umount": cmd_umount, "server": cmd_server}
+    handlers = {"mount": cmd_mount, "umount": cmd_umount, "server": cmd_server,
+                "run": cmd_run, "shell": cmd_shell, "daemon": cmd_daemon}
     try:
         return handlers[args.command](args)
     except (ObjmountError, OSError) as exc:

@@ -89,8 +89,8 @@ class Engine:
         # One directory per daemon: mounts may share a cache_dir, and the leftovers of a
         # killed daemon must be found and removed without touching a live one's files.
         _remove_dead_open_dirs(options.cache_dir)
-        self._open_dir = options.cache_dir / f"open-{os.getpid()}"
-        self._open_dir.mkdir(exist_ok=True)
+        self.open_dir = options.cache_dir / f"open-{os.getpid()}"
+        self.open_dir.mkdir(exist_ok=True)
         self.unsaved_dir = options.cache_dir / "unsaved"
 
     # ------------------------------------------------------------------ helpers ----
@@ -365,14 +365,18 @@ class Engine:
         """The shared cache file of ``inode``; opening revalidates (close-to-open)."""
         of = inode.open_file
         if of is None:
+            shared = self.options.shared_block_maps
             if new:
-                of = OpenFile(self._open_dir, self.options.block_size, 0, None)
+                of = OpenFile(self.open_dir, self.options.block_size, 0, None,
+                              shared_map=shared)
                 of.data_dirty = True
             else:
                 size, etag = self._revalidate(inode)
-                of = OpenFile(self._open_dir, self.options.block_size, size, etag)
+                of = OpenFile(self.open_dir, self.options.block_size, size, etag,
+                              shared_map=shared)
             inode.open_file = of
-        elif not new and not of.data_dirty and not of.meta_dirty:
+        elif (not new and not of.data_dirty and not of.meta_dirty
+              and not of.external_writers):
             size, etag = self._revalidate(inode)
             if etag != of.etag or size != of.remote_size:
                 of.reset(size, etag)
@@ -508,6 +512,45 @@ class Engine:
 
     def fsync(self, fh: int) -> None:
         self.flush(fh)
+
+    # -- programs that use the cache file itself (interception) -------------------------
+    def open_file(self, fh: int) -> tuple[Inode, OpenFile]:
+        handle = self._handles[fh]
+        of = handle.inode.open_file
+        assert of is not None, "an open handle has an open file"
+        return handle.inode, of
+
+    def fill(self, fh: int, start: int, end: int) -> None:
+        """Make bytes [start, end) of the object present in its cache file."""
+        inode, of = self.open_file(fh)
+        with of.lock:
+            of.ensure(self.ns.store(inode), inode.key, start, end)
+
+    def fill_all(self, fh: int) -> None:
+        inode, of = self.open_file(fh)
+        with of.lock:
+            of.ensure_all(self.ns.store(inode), inode.key)
+
+    def add_external_writer(self, fh: int) -> None:
+        """A program will write the cache file directly: make it whole first, and keep
+        it from being reset to another version while the program holds it."""
+        inode, of = self.open_file(fh)
+        with of.lock:
+            of.ensure_all(self.ns.store(inode), inode.key)
+            of.external_writers += 1
+
+    def remove_external_writer(self, fh: int) -> None:
+        _inode, of = self.open_file(fh)
+        with of.lock:
+            of.external_writers = max(0, of.external_writers - 1)
+
+    def adopt_external_writes(self, fh: int) -> None:
+        """The cache file was written by a program: it is the file's new content."""
+        inode, of = self.open_file(fh)
+        with of.lock:
+            st = of.adopt_external_writes()
+            inode.attr = inode.attr.with_(mtime_ns=st.st_mtime_ns,
+                                          ctime_ns=max(st.st_mtime_ns, inode.attr.ctime_ns))
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)

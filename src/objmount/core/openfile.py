@@ -4,74 +4,85 @@ Reads fill the cache file block by block from the store; writes go to the cache 
 and make it dirty; :meth:`OpenFile.upload` sends it whole (one PUT, or a multipart
 upload for large files), so the store only ever holds a complete object.
 
-State: ``remote_size``/``etag`` describe the object the clean blocks came from;
-``present`` holds the indexes of blocks already copied; ``data_dirty`` says the local
-bytes differ from the store; ``meta_dirty`` says only the attributes do.
+The cache file is opened once, here, and all of objmount's own I/O on it goes through
+that descriptor (pread/pwrite): the interception daemon watches the opens and closes of
+cache files with inotify, and must only ever see its clients' own.
+
+State: ``blocks.remote_size``/``etag`` describe the object the clean blocks came from;
+``blocks`` records which are present; ``data_dirty`` says the local bytes differ from the
+store; ``meta_dirty`` says only the attributes do. ``external_writers`` counts writable
+descriptors that programs hold on the cache file itself (interception): their writes
+bypass :meth:`write`, so the file is kept whole while they exist and its size is read
+back from the file (:meth:`adopt_external_writes`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from objmount.core.blockmap import BlockMap
 from objmount.errors import FsError
 from objmount.store.base import ObjectStore
+from objmount.store.fdio import write_at
 
 log = logging.getLogger(__name__)
 
 
 class OpenFile:
     def __init__(self, cache_dir: Path, block_size: int, remote_size: int,
-                 etag: str | None) -> None:
+                 etag: str | None, *, shared_map: bool = False) -> None:
         self.lock = threading.RLock()
-        self.block_size = block_size
         fd, name = tempfile.mkstemp(prefix="open-", dir=cache_dir)
         self.fd = fd
         self.path = Path(name)
         self.size = remote_size
-        self.remote_size = remote_size
         self.etag = etag
-        self.present: set[int] = set()
+        self.blocks = BlockMap(block_size, remote_size, shared=shared_map)
         self.data_dirty = False
         self.meta_dirty = False
         # errno of a local write that failed (a full cache disk): the local bytes are not
         # what the program meant, so they must not replace the object.
         self.failed: int | None = None
         self.handles = 0
+        self.external_writers = 0
         os.ftruncate(fd, remote_size)
 
-    # -- filling ----------------------------------------------------------------------
-    def _missing(self, start: int, end: int) -> list[int]:
-        end = min(end, self.remote_size)
-        if end <= start:
-            return []
-        first, last = start // self.block_size, (end - 1) // self.block_size
-        return [b for b in range(first, last + 1) if b not in self.present]
+    @property
+    def remote_size(self) -> int:
+        return self.blocks.remote_size
 
+    # -- filling ----------------------------------------------------------------------
     def ensure(self, store: ObjectStore, key: str, start: int, end: int) -> None:
         """Make bytes [start, end) of the remote object present in the cache file."""
-        for block in self._missing(start, end):
-            lo = block * self.block_size
-            hi = min(lo + self.block_size, self.remote_size)
+        bs = self.blocks.block_size
+        for block in self.blocks.missing(start, end):
+            lo = block * bs
+            hi = min(lo + bs, self.remote_size)
             data = store.get_range(key, lo, hi, etag=self.etag)
             if len(data) != hi - lo:
                 raise OSError(5, f"short read of {key}: {len(data)} of {hi - lo} bytes")
-            os.pwrite(self.fd, data, lo)
-            self.present.add(block)
+            self._fill(data, lo)
+            self.blocks.add(block)
+
+    def _fill(self, data: bytes, offset: int) -> None:
+        try:
+            write_at(self.fd, data, offset)
+        except OSError as exc:
+            self.failed = exc.errno
+            raise
 
     def ensure_all(self, store: ObjectStore, key: str) -> None:
         """Copy the whole remote object: needed before the first change of its bytes."""
-        if not self._missing(0, self.remote_size):
+        if not self.blocks.missing(0, self.remote_size):
             return
-        if not self.present:
-            store.download(key, self.path, etag=self.etag)
-            blocks = (self.remote_size + self.block_size - 1) // self.block_size
-            self.present.update(range(blocks))
+        if self.blocks.empty():
+            store.download(key, self.fd, etag=self.etag)
+            self.blocks.fill_all()
         else:
             self.ensure(store, key, 0, self.remote_size)
 
@@ -104,11 +115,18 @@ class OpenFile:
             if size == 0:
                 self.failed = None  # nothing left of the bytes that could not be written
             self.size = size
-            if size < self.remote_size:
-                # Blocks cut off are local now: zeros beyond the new end, not remote bytes.
-                self.remote_size = size
-                self.present = {b for b in self.present if b * self.block_size < size}
+            # Blocks cut off are local now: zeros beyond the new end, not remote bytes.
+            self.blocks.truncate(size)
             self.data_dirty = True
+
+    def adopt_external_writes(self) -> os.stat_result:
+        """Programs wrote the cache file directly: take its size, and mark it dirty."""
+        with self.lock:
+            st = os.fstat(self.fd)
+            self.size = st.st_size
+            self.blocks.truncate(st.st_size)
+            self.data_dirty = True
+            return st
 
     # -- persistence ------------------------------------------------------------------
     def upload(self, store: ObjectStore, key: str, metadata: dict[str, str],
@@ -118,30 +136,40 @@ class OpenFile:
                 raise FsError(self.failed, f"{key}: not stored, a write to the local cache "
                               f"failed ({os.strerror(self.failed)})")
             self.ensure_all(store, key)
-            etag = store.upload(key, self.path, metadata, content_type)
+            etag = store.upload(key, self.fd, self.size, metadata, content_type)
             self.etag = etag
-            self.remote_size = self.size
-            self.present = set(range((self.size + self.block_size - 1) // self.block_size))
+            self.blocks.reset(self.size)
+            self.blocks.fill_all()
             self.data_dirty = False
             self.meta_dirty = False
 
     def reset(self, remote_size: int, etag: str | None) -> None:
         """The object changed in the store and we hold no local change: start over."""
         with self.lock:
+            self.blocks.reset(remote_size)
             os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, remote_size)
-            self.size = self.remote_size = remote_size
+            self.size = remote_size
             self.etag = etag
-            self.present.clear()
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.blocks.close()
         self.path.unlink(missing_ok=True)
+        os.close(self.fd)
 
     def keep_unsaved(self, unsaved_dir: Path, key: str) -> Path:
         """Keep the bytes of a file whose upload failed for good, where a person finds them."""
         unsaved_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = unsaved_dir / f"{stamp}-{key.replace('/', '%2F')[-200:]}"
-        shutil.copyfile(self.path, dest)
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            offset = 0
+            while offset < self.size:
+                sent = os.copy_file_range(self.fd, out, self.size - offset, offset)
+                if sent == 0:
+                    break
+                offset += sent
+        finally:
+            os.close(out)
         return dest

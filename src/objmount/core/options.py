@@ -23,3 +23,6 @@ class EngineOptions:
     block_size: int = 8 * _MIB
     # Parallel HEADs while listing a directory (LIST carries no user metadata).
     metadata_concurrency: int = 32
+    # Publish each open file's block map in shared memory (the interception daemon's
+    # shims read it to serve cached bytes without asking).
+    shared_block_maps: bool = False

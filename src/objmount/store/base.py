@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 
@@ -46,8 +45,9 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
-    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
-        """Write the whole object into ``dest`` (which exists); return what was read."""
+    def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
+        """Write the whole object at offset 0 of the open file ``dest_fd`` (with pwrite:
+        no new open of the file, whose opens and closes others may be watching)."""
         ...
 
     def put(
@@ -57,10 +57,12 @@ class ObjectStore(Protocol):
         ...
 
     def upload(
-        self, key: str, source: Path, metadata: Mapping[str, str], content_type: str = ""
+        self, key: str, source_fd: int, size: int, metadata: Mapping[str, str],
+        content_type: str = ""
     ) -> str:
-        """Store the file whole: one PUT when small, a multipart upload when large.
-        The object only changes when the upload completes."""
+        """Store bytes [0, size) of the open file ``source_fd`` whole (read with pread):
+        one PUT when small, a multipart upload when large. The object only changes when
+        the upload completes; a file that shrinks while it is read fails the upload."""
         ...
 
     def copy(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 from objmount.store.base import ListResult, ObjectInfo, ObjectStore
 
@@ -40,19 +39,19 @@ class FaultyStore:
         self._check("get_range", key)
         return self.inner.get_range(key, start, end, etag)
 
-    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+    def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         self._check("download", key)
-        return self.inner.download(key, dest, etag)
+        return self.inner.download(key, dest_fd, etag)
 
     def put(self, key: str, data: bytes, metadata: Mapping[str, str],
             content_type: str = "") -> str:
         self._check("put", key)
         return self.inner.put(key, data, metadata, content_type)
 
-    def upload(self, key: str, source: Path, metadata: Mapping[str, str],
+    def upload(self, key: str, source_fd: int, size: int, metadata: Mapping[str, str],
                content_type: str = "") -> str:
         self._check("upload", key)
-        return self.inner.upload(key, source, metadata, content_type)
+        return self.inner.upload(key, source_fd, size, metadata, content_type)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:

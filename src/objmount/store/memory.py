@@ -7,10 +7,10 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from objmount.errors import NoSuchBucket, NoSuchKey, PreconditionFailed
 from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.fdio import read_exactly, write_at
 
 
 @dataclass
@@ -66,7 +66,7 @@ class MemoryStore:
                 raise PreconditionFailed(key)
             return obj.data[start:end]
 
-    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+    def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         with self._lock:
             self._count("download")
             obj = self._get(key)
@@ -74,8 +74,7 @@ class MemoryStore:
                 raise PreconditionFailed(key)
             info = self._info(key, obj)
             data = obj.data
-        with open(dest, "r+b") as f:
-            f.write(data)
+        write_at(dest_fd, data, 0)
         return info
 
     def put(self, key: str, data: bytes, metadata: Mapping[str, str],
@@ -87,9 +86,9 @@ class MemoryStore:
                                          time.time_ns(), etag)
         return etag
 
-    def upload(self, key: str, source: Path, metadata: Mapping[str, str],
+    def upload(self, key: str, source_fd: int, size: int, metadata: Mapping[str, str],
                content_type: str = "") -> str:
-        return self.put(key, source.read_bytes(), metadata, content_type)
+        return self.put(key, read_exactly(source_fd, 0, size), metadata, content_type)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:

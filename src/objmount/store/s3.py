@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import botocore.config
@@ -35,6 +34,7 @@ from objmount.errors import (
     TransientStoreError,
 )
 from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.fdio import read_chunks, read_exactly, write_at
 from objmount.store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -207,27 +207,28 @@ class S3ObjectStore:
         resp = self._call(f"GET {key}", lambda: self._client.get_object(**kwargs))
         return bytes(resp["Body"].read())
 
-    def download(self, key: str, dest: Path, etag: str | None = None) -> ObjectInfo:
+    def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         def fetch() -> ObjectInfo:
             options: dict[str, Any] = {"if_match": etag} if etag else {}
             result = obstore.get(self._obstore(), key, options=options)  # type: ignore[arg-type]
             meta = result.meta
-            with open(dest, "r+b") as f:
-                for chunk in result.stream(min_chunk_size=8 * _MIB):
-                    f.write(chunk)
+            offset = 0
+            for chunk in result.stream(min_chunk_size=8 * _MIB):
+                write_at(dest_fd, memoryview(chunk), offset)
+                offset += len(chunk)
             return ObjectInfo(key, int(meta["size"]), str(meta["e_tag"] or ""),
                               _mtime_ns(meta["last_modified"]), has_metadata=False)
 
         if obstore_can_address(key):
             return self._obcall(f"GET {key}", fetch)
         data = self.get(key)
-        dest.write_bytes(data)
+        write_at(dest_fd, data, 0)
         return self.head(key)
 
     def put(self, key: str, data: bytes, metadata: Mapping[str, str],
             content_type: str = "") -> str:
         if obstore_can_address(key):
-            return self._obput(key, data, metadata, content_type, multipart=False)
+            return self._obput(key, lambda: data, metadata, content_type, multipart=False)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
                                   "Metadata": dict(metadata)}
         if content_type:
@@ -235,22 +236,25 @@ class S3ObjectStore:
         resp = self._call(f"PUT {key}", lambda: self._client.put_object(**kwargs))
         return str(resp.get("ETag", ""))
 
-    def upload(self, key: str, source: Path, metadata: Mapping[str, str],
+    def upload(self, key: str, source_fd: int, size: int, metadata: Mapping[str, str],
                content_type: str = "") -> str:
-        if not obstore_can_address(key):
-            return self.put(key, source.read_bytes(), metadata, content_type)
-        multipart = source.stat().st_size > self._account.part_size
-        return self._obput(key, source, metadata, content_type, multipart=multipart)
+        if size <= self._account.part_size or not obstore_can_address(key):
+            return self.put(key, read_exactly(source_fd, 0, size), metadata, content_type)
+        # Read by offset from the descriptor already open: the file is not opened again.
+        return self._obput(key, lambda: read_chunks(source_fd, size, self._account.part_size),
+                           metadata, content_type, multipart=True)
 
-    def _obput(self, key: str, body: bytes | Path, metadata: Mapping[str, str],
-               content_type: str, *, multipart: bool) -> str:
+    def _obput(self, key: str, body: Callable[[], bytes | Iterator[bytes]],
+               metadata: Mapping[str, str], content_type: str, *, multipart: bool) -> str:
+        """``body`` makes the bytes anew for every attempt: a retry must not get an
+        iterator that the failed attempt consumed."""
         attributes: dict[str, str] = dict(metadata)
         if content_type:
             attributes["Content-Type"] = content_type
         # A multipart upload becomes the object only when it completes: until then (and
         # for ever, if this process dies first) readers get the old object whole.
         resp = self._obcall(f"PUT {key}", lambda: obstore.put(
-            self._obstore(), key, body, attributes=attributes, use_multipart=multipart,
+            self._obstore(), key, body(), attributes=attributes, use_multipart=multipart,
             chunk_size=self._account.part_size,
             max_concurrency=self._account.upload_concurrency))
         return str(resp["e_tag"] or "")
