@@ -20,6 +20,8 @@ int om_inited;
 int om_active;
 char om_root[PATH_MAX] = "/objmount";
 size_t om_root_len = 9;
+const char *om_root_base = "objmount";
+size_t om_root_base_len = 8;
 int om_cwd_ours;
 struct om_file **om_fd_pages[64];
 
@@ -163,6 +165,8 @@ static void do_init(void)
         om_root_len = strlen(om_root);
         while (om_root_len > 1 && om_root[om_root_len - 1] == '/')
             om_root[--om_root_len] = '\0';
+        om_root_base = strrchr(om_root, '/') + 1;
+        om_root_base_len = strlen(om_root_base);
     }
     if (session && strlen(session) < sizeof g_session)
         strcpy(g_session, session);
@@ -213,6 +217,39 @@ static int join(char *out, size_t outlen, const char *base, const char *rel)
     return 1;
 }
 
+/* "objmount/..." relative to a local directory is ours when that directory is the root's
+ * parent. Only names starting with the root's last component get here. */
+static int from_root_parent(int dirfd, const char *path, char *out, size_t outlen)
+{
+    static dev_t parent_dev;
+    static ino_t parent_ino;
+    static int known;
+    struct stat st;
+    const char *rest;
+    if (!om_names_root(path))
+        return 0;
+    if (!__atomic_load_n(&known, __ATOMIC_ACQUIRE)) {
+        char parent[PATH_MAX];
+        char *slash;
+        snprintf(parent, sizeof parent, "%s", om_root);
+        slash = strrchr(parent, '/');
+        if (slash == parent)
+            slash[1] = '\0';
+        else if (slash)
+            *slash = '\0';
+        if (REAL(stat)(parent, &st) != 0)
+            return 0;
+        parent_dev = st.st_dev;
+        parent_ino = st.st_ino;
+        __atomic_store_n(&known, 1, __ATOMIC_RELEASE);
+    }
+    if (REAL(fstatat)(dirfd, ".", &st, 0) != 0 || st.st_dev != parent_dev ||
+        st.st_ino != parent_ino)
+        return 0;
+    rest = path + om_root_base_len;
+    return join(out, outlen, "", *rest ? rest : "/");
+}
+
 int om_vpath(int dirfd, const char *path, char *out, size_t outlen)
 {
     if (path[0] == '/') {
@@ -232,13 +269,13 @@ int om_vpath(int dirfd, const char *path, char *out, size_t outlen)
     if (dirfd == AT_FDCWD) {
         char cwd[PATH_MAX];
         if (!om_cwd_get(cwd, sizeof cwd))
-            return 0;
+            return from_root_parent(AT_FDCWD, path, out, outlen);
         return join(out, outlen, cwd, path);
     }
     struct om_file *f = om_get_fd(dirfd);
     int r;
     if (!f)
-        return 0;
+        return from_root_parent(dirfd, path, out, outlen);
     if (f->kind != DT_DIR) {
         om_put(f);
         errno = ENOTDIR;

@@ -180,6 +180,8 @@ struct om_file {
 /* ---- core.c -------------------------------------------------------------------------- */
 extern char om_root[PATH_MAX];
 extern size_t om_root_len;
+extern const char *om_root_base; /* its last component ("objmount") */
+extern size_t om_root_base_len;
 extern int om_active;
 
 void om_init(void);
@@ -205,6 +207,13 @@ void *om_dlsym(const char *name);
 
 /* Paths. om_classify: 0 local, 1 an object path (vpath written to out), -1 error. */
 int om_vpath(int dirfd, const char *path, char *out, size_t outlen);
+/* A relative name that may enter the namespace from the root's parent ("objmount/..."
+ * opened from "/", as programs that walk paths component by component do). */
+static inline int om_names_root(const char *path)
+{
+    return memcmp(path, om_root_base, om_root_base_len) == 0 &&
+           (path[om_root_base_len] == '/' || path[om_root_base_len] == '\0');
+}
 static inline int om_classify(int dirfd, const char *path, char *out, size_t outlen)
 {
     extern int om_cwd_ours;
@@ -217,10 +226,11 @@ static inline int om_classify(int dirfd, const char *path, char *out, size_t out
             return 0;
     } else if (!(path[0] == 's' && path[1] == '3' && path[2] == ':' && path[3] == '/')) {
         if (dirfd == AT_FDCWD) {
-            if (!__atomic_load_n(&om_cwd_ours, __ATOMIC_RELAXED))
+            if (!__atomic_load_n(&om_cwd_ours, __ATOMIC_RELAXED) && !om_names_root(path))
                 return 0;
-        } else if (dirfd < 0 || dirfd >= 65536 ||
-                   !__atomic_load_n(&om_fd_pages[dirfd >> 10], __ATOMIC_ACQUIRE)) {
+        } else if ((dirfd < 0 || dirfd >= 65536 ||
+                    !__atomic_load_n(&om_fd_pages[dirfd >> 10], __ATOMIC_ACQUIRE)) &&
+                   !om_names_root(path)) {
             return 0;
         }
     }

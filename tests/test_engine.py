@@ -308,6 +308,20 @@ def test_rename_open_unstored_file(engine: Engine, store: MemoryStore) -> None:
     assert "tmp" not in store._objects
 
 
+def test_rename_open_file_with_changed_mode(engine: Engine, store: MemoryStore) -> None:
+    """rsync reopens its finished temporary read-only, fchmods it, and renames it: the
+    new name gets the bytes (never fetched through this handle) and the new mode."""
+    write_file(engine, ROOT_INO, "tmp", b"payload" * 1000)
+    ino = engine.lookup(ROOT_INO, b"tmp").ino
+    fh = engine.open(ino, os.O_RDONLY)
+    engine.setattr(ino, mode=0o600, fh=fh)
+    engine.rename(ROOT_INO, b"tmp", ROOT_INO, b"final")
+    engine.release(fh)
+    assert store.get("final") == b"payload" * 1000
+    assert store.head("final").metadata["mode"] == str(stat.S_IFREG | 0o600)
+    assert "tmp" not in store._objects
+
+
 def test_rename_directory_moves_every_key(engine: Engine, store: MemoryStore) -> None:
     d = engine.mkdir(ROOT_INO, b"d", 0o755, UID, GID)
     sub = engine.mkdir(d.ino, b"sub", 0o755, UID, GID)

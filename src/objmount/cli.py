@@ -219,7 +219,8 @@ def _run_or_shell(args: argparse.Namespace, *, shell: bool) -> int:
     log.info("object store: %s", config.describe())
     extra: dict[str, float | int] = {"attr_ttl": args.attr_timeout,
                                      "negative_ttl": args.attr_timeout,
-                                     "idle_timeout": args.idle_timeout}
+                                     "idle_timeout": args.idle_timeout,
+                                     "verbose": args.verbose}
     return run(command, config, root=args.root, settings_extra=extra, shell=shell)
 
 

@@ -633,14 +633,24 @@ class Engine:
     def _rename_object(self, src: Inode, new_key: str) -> None:
         store = self.ns.store(src)
         of = src.open_file
-        if of is not None and (of.data_dirty or of.meta_dirty):
+        if of is not None and of.data_dirty:
             # Renaming a file that was never stored (or has local changes): store its
-            # current bytes under the new name directly.
+            # current bytes under the new name directly; bytes not yet fetched come from
+            # the old name.
             attr = src.attr.with_(size=of.size)
             with of.lock:
+                of.ensure_all(store, src.key)
                 of.upload(store, new_key, metadata.encode(attr), self._content_type(src))
             if src.parent is not None and src.name not in src.parent.pending_children:
                 store.delete(src.key)
+            return
+        if of is not None and of.meta_dirty:
+            # Only the attributes changed (a chmod on an open file): the copy carries them.
+            with of.lock:
+                of.etag = store.copy(src.key, new_key, metadata.encode(src.attr),
+                                     self._content_type(src))
+                of.meta_dirty = False
+            store.delete(src.key)
             return
         store.copy(src.key, new_key)
         store.delete(src.key)

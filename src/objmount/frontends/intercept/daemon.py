@@ -47,6 +47,14 @@ log = logging.getLogger(__name__)
 _PEERCRED = struct.Struct("3i")
 
 
+def _describe(data: bytes) -> str:
+    try:
+        msg = p.decode_frame(data)
+        return f"{p.Op(msg.op).name} {msg.args!r}"
+    except (p.ProtocolError, ValueError):
+        return data[:40].hex()
+
+
 def _groups(pid: int) -> frozenset[int]:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -209,7 +217,11 @@ class Daemon:
             msg = p.decode_frame(data)
             if not client.hello:
                 return self._hello(client, msg)
-            return self.handlers.dispatch(client, msg)
+            answer = self.handlers.dispatch(client, msg)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("pid %d: %s %r -> %r", client.pid, p.Op(msg.op).name, msg.args,
+                          answer.message.args[:3])
+            return answer
         except p.ProtocolError as exc:
             log.warning("protocol error from pid %d: %s", client.pid, exc)
             return Answer(p.reply(errno.EPROTO, str(exc).encode()))
@@ -217,7 +229,7 @@ class Daemon:
             if isinstance(exc, StoreError) or to_errno(exc) == errno.EIO:
                 log.warning("%s", exc)
             else:
-                log.debug("%s", exc)
+                log.debug("pid %d: %s -> %s", client.pid, _describe(data), exc)
             return Answer(p.reply(to_errno(exc)))
         except Exception:
             log.exception("unexpected error")
@@ -299,7 +311,8 @@ def serve(directory: Path, make_account: Callable[[DaemonSettings], Account]) ->
     log_fd = os.open(layout.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    logging.basicConfig(level=logging.INFO, force=True,
+    logging.basicConfig(level=logging.DEBUG if settings.verbose >= 2 else logging.INFO,
+                        force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.StreamHandler(sys.stderr)])
     for noisy in ("botocore", "urllib3"):
