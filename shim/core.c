@@ -256,8 +256,8 @@ int om_vpath(int dirfd, const char *path, char *out, size_t outlen)
         const char *rest = path + om_root_len;
         return join(out, outlen, "", *rest ? rest : "/");
     }
-    if (path[0] == 's' && path[1] == '3' && path[2] == ':' && path[3] == '/') {
-        const char *rest = path + 4;
+    if (om_is_uri(path)) {
+        const char *rest = path + 3;
         while (*rest == '/')
             rest++;
         return join(out, outlen, "/s3", rest);

@@ -214,6 +214,13 @@ static inline int om_names_root(const char *path)
     return memcmp(path, om_root_base, om_root_base_len) == 0 &&
            (path[om_root_base_len] == '/' || path[om_root_base_len] == '\0');
 }
+/* "s3:/bucket/key" (what path normalisation makes of "s3://"), and "s3:" alone as a
+ * relative name: tools that walk a path one component at a time (mkdir -p) meet it. */
+static inline int om_is_uri(const char *path)
+{
+    return path[0] == 's' && path[1] == '3' && path[2] == ':' &&
+           (path[3] == '/' || path[3] == '\0');
+}
 static inline int om_classify(int dirfd, const char *path, char *out, size_t outlen)
 {
     extern int om_cwd_ours;
@@ -224,7 +231,7 @@ static inline int om_classify(int dirfd, const char *path, char *out, size_t out
         if (memcmp(path, om_root, om_root_len) != 0 ||
             (path[om_root_len] != '/' && path[om_root_len] != '\0'))
             return 0;
-    } else if (!(path[0] == 's' && path[1] == '3' && path[2] == ':' && path[3] == '/')) {
+    } else if (!om_is_uri(path)) {
         if (dirfd == AT_FDCWD) {
             if (!__atomic_load_n(&om_cwd_ours, __ATOMIC_RELAXED) && !om_names_root(path))
                 return 0;

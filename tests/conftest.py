@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["s3fixtures"]
+pytest_plugins = ["s3fixtures", "intercept"]
 
 OBJMOUNT = [sys.executable, "-m", "objmount"]
 

@@ -102,7 +102,7 @@ def _delete_bucket(client: Any, name: str) -> None:
         log.warning("could not delete test bucket %s", name, exc_info=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def s3_env(s3_server: ServerInfo, isolated_aws_env: Path) -> dict[str, str]:
     """Environment variables for subprocesses that talk to the server (merge over
     os.environ). AWS config/credentials files point to nowhere so ~/.aws is never read."""

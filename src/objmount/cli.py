@@ -7,9 +7,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from objmount import __version__, paths
 from objmount.errors import ConfigError, ObjmountError
+
+if TYPE_CHECKING:
+    from objmount.frontends.intercept.layout import DaemonSettings
+    from objmount.store.base import Account
 
 log = logging.getLogger("objmount")
 
@@ -253,11 +258,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
-def _account_for_settings(settings: object) -> object:
-    from objmount.frontends.intercept.layout import DaemonSettings
+def _account_for_settings(settings: DaemonSettings) -> Account:
     from objmount.store.s3 import S3Account
 
-    assert isinstance(settings, DaemonSettings)
     return S3Account(settings.s3_config(), part_size=settings.part_size)
 
 

@@ -67,9 +67,9 @@ def require_setattr(attr: Attr, caller: Caller, *, mode: int | None, uid: int | 
     owner = caller.is_root or caller.uid == attr.uid
     if uid is not None and uid != attr.uid and not caller.is_root:
         raise FsError(errno.EPERM)
-    if gid is not None and gid != attr.gid and not caller.is_root:
-        if caller.uid != attr.uid or not caller.in_group(gid):
-            raise FsError(errno.EPERM)
+    if (gid is not None and gid != attr.gid and not caller.is_root
+            and (caller.uid != attr.uid or not caller.in_group(gid))):
+        raise FsError(errno.EPERM)
     if (uid is not None or gid is not None) and not owner:
         raise FsError(errno.EPERM)
     new_mode = None

@@ -242,7 +242,7 @@ class Daemon:
         proto, version, session, root = args[:4]
         if proto != p.PROTOCOL_VERSION or version != __version__.encode():
             shown = version.decode(errors="replace") if isinstance(version, bytes) else "?"
-            message = (f"objmount: this program's shim (objmount {shown}, protocol {proto}) "
+            message = (f"objmount: this program's shim (objmount {shown}, protocol {proto!r}) "
                        f"and the running daemon (objmount {__version__}, protocol "
                        f"{p.PROTOCOL_VERSION}) differ: stop the daemon with 'objmount "
                        "daemon stop' and start again")

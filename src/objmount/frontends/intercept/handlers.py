@@ -4,6 +4,7 @@ shared with the FUSE mount."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -76,13 +77,13 @@ class Args:
     def __init__(self, msg: p.Message) -> None:
         self.values = msg.args
 
-    def int(self, i: int) -> int:
+    def integer(self, i: int) -> int:
         value = self.values[i] if i < len(self.values) else None
         if not isinstance(value, int):
             raise p.ProtocolError(f"argument {i} must be an integer")
         return value
 
-    def bytes(self, i: int) -> bytes:
+    def data(self, i: int) -> bytes:
         value = self.values[i] if i < len(self.values) else None
         if not isinstance(value, bytes):
             raise p.ProtocolError(f"argument {i} must be a byte string")
@@ -144,7 +145,7 @@ class Handlers:
         self._table: dict[int, Callable[[Client, Args], Answer]] = {
             p.Op.STAT: self.stat, p.Op.OPEN: self.open, p.Op.FSTAT: self.fstat,
             p.Op.FILL: self.fill, p.Op.FLUSH: self.flush, p.Op.DIRTY: self.dirty,
-            p.Op.LIST: self.list, p.Op.MKDIR: self.mkdir, p.Op.RMDIR: self.rmdir,
+            p.Op.LIST: self.list_dir, p.Op.MKDIR: self.mkdir, p.Op.RMDIR: self.rmdir,
             p.Op.UNLINK: self.unlink, p.Op.RENAME: self.rename, p.Op.SYMLINK: self.symlink,
             p.Op.READLINK: self.readlink, p.Op.SETATTR: self.setattr,
             p.Op.ACCESS: self.access, p.Op.REALPATH: self.realpath, p.Op.CHDIR: self.chdir,
@@ -215,6 +216,24 @@ class Handlers:
         self.page.put(path, attr, self.attr_ttl if attr else self.negative_ttl,
                       seen_changes=seen)
 
+    def _publish_missing(self, client: Client, vpath: bytes, seen: int) -> None:
+        """Remember that the name itself is missing, when it is: a stat that followed a
+        dangling symlink is ENOENT too, while the link exists."""
+        key = normalized(vpath)
+        if key is None:
+            return
+        try:
+            parent = self._walker(client).walk_parent(vpath)
+            if (isinstance(parent, Escaped)
+                    or canonical((*parent.components, parent.name)) != key):
+                return  # reached through a symlink: another name may change it
+            attr = self.engine.lookup(parent.attr.ino, parent.name)
+        except FsError as exc:
+            if exc.errno == errno.ENOENT:
+                self._publish(key, None, seen)
+            return
+        self.pins.looked_up(attr.ino)  # it exists: the ENOENT came from following it
+
     def _changed(self, *paths: bytes) -> None:
         with self.page.lock:
             self.page.changed(*paths)
@@ -224,13 +243,13 @@ class Handlers:
 
     # -- attributes -------------------------------------------------------------------------
     def stat(self, client: Client, a: Args) -> Answer:
-        vpath, follow = a.bytes(0), bool(a.int(1) & p.STAT_FOLLOW)
+        vpath, follow = a.data(0), bool(a.integer(1) & p.STAT_FOLLOW)
         seen = self.page.changes
         try:
             found = self._found(client, vpath, follow=follow)
         except FsError as exc:
             if exc.errno == errno.ENOENT:
-                self._publish(normalized(vpath), None, seen)
+                self._publish_missing(client, vpath, seen)
             raise
         if isinstance(found, Answer):
             return found
@@ -240,17 +259,17 @@ class Handlers:
         return ok(*attr_args(attr))
 
     def fstat(self, client: Client, a: Args) -> Answer:
-        obj = self.objects.get(a.int(0))
+        obj = self.objects.get(a.integer(0))
         return ok(*attr_args(self._live_attr(obj.inode.ino)))
 
     def readlink(self, client: Client, a: Args) -> Answer:
-        found = self._found(client, a.bytes(0), follow=False)
+        found = self._found(client, a.data(0), follow=False)
         if isinstance(found, Answer):
             return found
         return ok(self.engine.readlink(found.ino))
 
     def access(self, client: Client, a: Args) -> Answer:
-        vpath, mode, flags = a.bytes(0), a.int(1), a.int(2)
+        vpath, mode, flags = a.data(0), a.integer(1), a.integer(2)
         found = self._found(client, vpath, follow=not flags & AT_SYMLINK_NOFOLLOW)
         if isinstance(found, Answer):
             return found
@@ -259,13 +278,13 @@ class Handlers:
         return ok()
 
     def realpath(self, client: Client, a: Args) -> Answer:
-        found = self._found(client, a.bytes(0))
+        found = self._found(client, a.data(0))
         if isinstance(found, Answer):
             return found
         return ok(canonical(found.components))
 
     def statfs(self, client: Client, a: Args) -> Answer:
-        found = self._found(client, a.bytes(0))
+        found = self._found(client, a.data(0))
         if isinstance(found, Answer):
             return found
         s = self.engine.statfs()
@@ -273,18 +292,19 @@ class Handlers:
                   NFS_SUPER_MAGIC)
 
     def setattr(self, client: Client, a: Args) -> Answer:
-        vpath, handle, flags = a.bytes(0), a.int(1), a.int(2)
-        mode = a.int(3) if flags & p.SETATTR_MODE else None
-        uid = a.int(4) if flags & p.SETATTR_UID else None
-        gid = a.int(5) if flags & p.SETATTR_GID else None
-        size = a.int(6) if flags & p.SETATTR_SIZE else None
+        vpath, handle, flags = a.data(0), a.integer(1), a.integer(2)
+        mode = a.integer(3) if flags & p.SETATTR_MODE else None
+        uid = a.integer(4) if flags & p.SETATTR_UID else None
+        gid = a.integer(5) if flags & p.SETATTR_GID else None
+        size = a.integer(6) if flags & p.SETATTR_SIZE else None
         now = time.time_ns()
         times: dict[str, int] = {}
         explicit = now_only = False
-        for name, bit, sec_i in (("atime_ns", p.SETATTR_ATIME, 7), ("mtime_ns", p.SETATTR_MTIME, 9)):
+        for name, bit, sec_i in (("atime_ns", p.SETATTR_ATIME, 7),
+                                 ("mtime_ns", p.SETATTR_MTIME, 9)):
             if not flags & bit:
                 continue
-            sec, nsec = a.int(sec_i), a.int(sec_i + 1)
+            sec, nsec = a.integer(sec_i), a.integer(sec_i + 1)
             if nsec == UTIME_OMIT:
                 continue
             if nsec == UTIME_NOW:
@@ -328,7 +348,7 @@ class Handlers:
 
     # -- files ------------------------------------------------------------------------------
     def open(self, client: Client, a: Args) -> Answer:
-        vpath, flags, mode, umask = a.bytes(0), a.int(1), a.int(2), a.int(3)
+        vpath, flags, mode, umask = a.data(0), a.integer(1), a.integer(2), a.integer(3)
         accmode = flags & os.O_ACCMODE
         writable = accmode in (os.O_WRONLY, os.O_RDWR)
         if flags & os.O_TMPFILE == os.O_TMPFILE:
@@ -402,7 +422,7 @@ class Handlers:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def fill(self, client: Client, a: Args) -> Answer:
-        handle, offset, length = a.int(0), a.int(1), a.int(2)
+        handle, offset, length = a.integer(0), a.integer(1), a.integer(2)
         _obj, fh = self.objects.live_handle(handle)
         if length < 0:
             self.engine.fill_all(fh)
@@ -411,15 +431,15 @@ class Handlers:
         return ok()
 
     def flush(self, client: Client, a: Args) -> Answer:
-        self.objects.flush(a.int(0))
+        self.objects.flush(a.integer(0))
         return ok()
 
     def dirty(self, client: Client, a: Args) -> Answer:
-        self.objects.mark_modified(a.int(0))
+        self.objects.mark_modified(a.integer(0))
         return ok()
 
     def adopt(self, client: Client, a: Args) -> Answer:
-        obj = self.objects.get(a.int(0))
+        obj = self.objects.get(a.integer(0))
         client.session = client.session or b""
         obj.sessions.add(client.session)
         assert obj.of.blocks.memfd is not None
@@ -427,8 +447,8 @@ class Handlers:
                   fds=(obj.of.blocks.memfd,))
 
     # -- directories ------------------------------------------------------------------------
-    def list(self, client: Client, a: Args) -> Answer:
-        vpath, cookie = a.bytes(0), a.int(1)
+    def list_dir(self, client: Client, a: Args) -> Answer:
+        vpath, cookie = a.data(0), a.integer(1)
         if cookie == 0 or vpath not in client.listings:
             found = self._found(client, vpath)
             if isinstance(found, Answer):
@@ -468,7 +488,7 @@ class Handlers:
         return out
 
     def chdir(self, client: Client, a: Args) -> Answer:
-        found = self._found(client, a.bytes(0))
+        found = self._found(client, a.data(0))
         if isinstance(found, Answer):
             return found
         if not stat.S_ISDIR(found.attr.mode):
@@ -478,7 +498,7 @@ class Handlers:
         return ok(canonical(found.components), fds=(fd,), close=(fd,))
 
     def mkdir(self, client: Client, a: Args) -> Answer:
-        vpath, mode, umask = a.bytes(0), a.int(1), a.int(2)
+        vpath, mode, umask = a.data(0), a.integer(1), a.integer(2)
         parent = self._parent(client, vpath)
         if isinstance(parent, Answer):
             return parent
@@ -501,21 +521,19 @@ class Handlers:
         return parent, victim
 
     def rmdir(self, client: Client, a: Args) -> Answer:
-        got = self._removable(client, a.bytes(0))
+        got = self._removable(client, a.data(0))
         if isinstance(got, Answer):
             return got
         parent, _victim = got
         self.engine.rmdir(parent.attr.ino, parent.name)
         components = (*parent.components, parent.name)
         self._changed(canonical(components), canonical(parent.components))
-        try:
+        with contextlib.suppress(OSError):  # never made, or someone's working directory
             os.rmdir(os.path.join(os.fsencode(self.shadow_root), *components))
-        except OSError:
-            pass  # never made, or a program's working directory: harmless
         return ok()
 
     def unlink(self, client: Client, a: Args) -> Answer:
-        got = self._removable(client, a.bytes(0))
+        got = self._removable(client, a.data(0))
         if isinstance(got, Answer):
             return got
         parent, _victim = got
@@ -525,7 +543,7 @@ class Handlers:
         return ok()
 
     def rename(self, client: Client, a: Args) -> Answer:
-        old, new, flags = a.bytes(0), a.bytes(1), a.int(2)
+        old, new, flags = a.data(0), a.data(1), a.integer(2)
         got = self._removable(client, old)
         if isinstance(got, Answer):
             return got
@@ -555,7 +573,7 @@ class Handlers:
         return ok()
 
     def symlink(self, client: Client, a: Args) -> Answer:
-        target, vpath = a.bytes(0), a.bytes(1)
+        target, vpath = a.data(0), a.data(1)
         parent = self._parent(client, vpath)
         if isinstance(parent, Answer):
             return parent
@@ -575,7 +593,7 @@ class Handlers:
 
     # -- programs ---------------------------------------------------------------------------
     def exec(self, client: Client, a: Args) -> Answer:
-        path, is_vpath, reasons = a.bytes(0), a.int(1), a.int(2)
+        path, is_vpath, reasons = a.data(0), a.integer(1), a.integer(2)
         caller = client.caller
         interpreter = b""
         if is_vpath:
@@ -634,6 +652,6 @@ class Handlers:
             self.engine.release(fh)
 
     def session_wait(self, client: Client, a: Args) -> Answer:
-        session = a.bytes(0)
+        session = a.data(0)
         self.objects.wait_for(session)
         return ok("\n".join(self.failures.pop(session, [])).encode())

@@ -57,7 +57,8 @@ class OpenObject:
 
     @property
     def any_handle(self) -> int | None:
-        return (self.writers or self.readers or [None])[0]
+        handles = self.writers or self.readers
+        return handles[0] if handles else None
 
 
 class OpenObjects:
