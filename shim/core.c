@@ -3,6 +3,7 @@
 #include "objmount.h"
 
 #include <dlfcn.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -492,89 +493,24 @@ void om_socket_in_range(unsigned int first, unsigned int last)
         om_socket_lost(s);
 }
 
-/* ---- wire format ------------------------------------------------------------------------ */
-static int put_u32(char **p, char *end, uint32_t v)
-{
-    if (end - *p < 4)
-        return -1;
-    memcpy(*p, &v, 4);
-    *p += 4;
-    return 0;
-}
-
+/* ---- wire format (codec.c), from C varargs ---------------------------------------------- */
 static int encode(char *buf, size_t cap, int op, const char *fmt, va_list ap)
 {
-    char *p = buf + 4, *end = buf + cap;
-    uint16_t hdr[3] = {(uint16_t)op, 0, (uint16_t)strlen(fmt)};
-    if (end - p < 6)
-        return -1;
-    memcpy(p, hdr, 6);
-    p += 6;
-    for (const char *f = fmt; *f; f++) {
+    struct om_arg args[OM_MAX_ARGS];
+    int n = 0;
+    for (const char *f = fmt; *f; f++, n++) {
+        if (n == OM_MAX_ARGS)
+            return -1;
+        memset(&args[n], 0, sizeof args[n]);
         if (*f == 'i') {
-            int64_t v = va_arg(ap, int64_t);
-            if (end - p < 9)
-                return -1;
-            *p++ = 'i';
-            memcpy(p, &v, 8);
-            p += 8;
+            args[n].i = va_arg(ap, int64_t);
         } else {
-            const char *s = va_arg(ap, const char *);
-            size_t n = *f == 's' ? strlen(s) : va_arg(ap, size_t);
-            if (end - p < (ptrdiff_t)(5 + n))
-                return -1;
-            *p++ = 'b';
-            put_u32(&p, end, (uint32_t)n);
-            memcpy(p, s, n);
-            p += n;
+            args[n].is_bytes = 1;
+            args[n].b = va_arg(ap, const char *);
+            args[n].len = (uint32_t)(*f == 's' ? strlen(args[n].b) : va_arg(ap, size_t));
         }
     }
-    {
-        uint32_t len = (uint32_t)(p - buf - 4);
-        memcpy(buf, &len, 4);
-    }
-    return (int)(p - buf);
-}
-
-static int decode(struct om_msg *m, char *buf, size_t n)
-{
-    uint32_t len;
-    uint16_t hdr[3];
-    size_t pos = 10;
-    if (n < 10)
-        return -1;
-    memcpy(&len, buf, 4);
-    memcpy(hdr, buf + 4, 6);
-    if (len + 4 != n || hdr[2] > OM_MAX_ARGS)
-        return -1;
-    m->op = hdr[0];
-    m->argc = hdr[2];
-    for (int i = 0; i < m->argc; i++) {
-        struct om_arg *a = &m->args[i];
-        if (pos >= n)
-            return -1;
-        if (buf[pos] == 'i') {
-            if (pos + 9 > n)
-                return -1;
-            a->is_bytes = 0;
-            memcpy(&a->i, buf + pos + 1, 8);
-            pos += 9;
-        } else if (buf[pos] == 'b') {
-            uint32_t l;
-            if (pos + 5 > n)
-                return -1;
-            memcpy(&l, buf + pos + 1, 4);
-            if (pos + 5 + l > n)
-                return -1;
-            a->is_bytes = 1;
-            a->b = buf + pos + 5;
-            a->len = l;
-            pos += 5 + l;
-        } else {
-            return -1;
-        }
-    }
-    return pos == n ? 0 : -1;
+    return om_encode(buf, cap, op, args, n);
 }
 
 void om_msg_free(struct om_msg *m)
@@ -629,12 +565,15 @@ static void complain(const char *what)
     }
 }
 
-/* The daemon is gone: run the command it was started with (it daemonizes). */
+/* The daemon is gone: run the command it was started with (it daemonizes, and says so
+ * by exiting). posix_spawn, not fork: fork would run this library's fork handlers, which
+ * take the connection lock held here. */
 static void start_daemon(void)
 {
+    static char disable[] = "OBJMOUNT_DISABLE=1";
     char path[PATH_MAX + 16], buf[4 * PATH_MAX];
-    char *argv[16];
-    int argc = 0, fd;
+    char *argv[16], *env[512];
+    int argc = 0, e = 0, fd, status;
     ssize_t n;
     pid_t pid;
     snprintf(path, sizeof path, "%s/restart", g_dir);
@@ -649,24 +588,25 @@ static void start_daemon(void)
     for (char *p = buf; p < buf + n && argc < 15; p += strlen(p) + 1)
         argv[argc++] = p;
     argv[argc] = NULL;
-    pid = fork();
-    if (pid == 0) {
-        static char disable[] = "OBJMOUNT_DISABLE=1";
-        char *env[512];
-        int e = 0;
-        for (char **v = environ; *v && e < 510; v++)
-            if (strncmp(*v, "LD_PRELOAD=", 11) != 0 && strncmp(*v, "OBJMOUNT_", 9) != 0)
-                env[e++] = *v;
-        env[e++] = disable;
-        env[e] = NULL;
-        REAL(execve)(argv[0], argv, env);
-        _exit(127);
+    for (char **v = environ; *v && e < 510; v++)
+        if (strncmp(*v, "LD_PRELOAD=", 11) != 0 && strncmp(*v, "OBJMOUNT_", 9) != 0)
+            env[e++] = *v;
+    env[e++] = disable;
+    env[e] = NULL;
+    {
+        /* The daemon logs to its own file: the program's output is not its to use. */
+        posix_spawn_file_actions_t fa;
+        int r;
+        posix_spawn_file_actions_init(&fa);
+        for (int i = 0; i < 3; i++)
+            posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
+        r = REAL(posix_spawn)(&pid, argv[0], &fa, NULL, argv, env);
+        posix_spawn_file_actions_destroy(&fa);
+        if (r != 0)
+            return;
     }
-    if (pid > 0) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
 }
 
 static int try_connect(void)
@@ -765,7 +705,9 @@ static int connection(void)
     }
     if (g_sock >= 0)
         return g_sock;
-    {
+    /* A daemon that is dying (killed, its threads still exiting) may accept a
+     * connection into its backlog and then reset it: try again, starting a new one. */
+    for (int attempt = 0;; attempt++) {
         int s = try_connect();
         if (s < 0 && (errno == ENOENT || errno == ECONNREFUSED)) {
             start_daemon();
@@ -784,14 +726,24 @@ static int connection(void)
         if (hello(s) < 0) {
             int saved = errno;
             REAL(close)(s);
+            if ((saved == ECONNRESET || saved == EPIPE || saved == ENOTCONN) && attempt < 20) {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            if (saved != EPROTO && !g_refused) {
+                errno = saved;
+                complain("lost the objmount daemon");
+                saved = EIO;
+            }
             errno = saved;
             return -1;
         }
         g_sock_pid = getpid();
         g_sock_lost = 0;
         __atomic_store_n(&g_sock, s, __ATOMIC_RELAXED);
+        return s;
     }
-    return g_sock;
 }
 
 /* Send one request and receive its reply (with any descriptors). */
@@ -846,7 +798,7 @@ static int exchange(int s, const char *req, int reqlen, struct om_msg *reply)
         return -1;
     }
     memcpy(reply->buf, g_rbuf, (size_t)n);
-    if (decode(reply, reply->buf, (size_t)n) < 0 || reply->op != OM_REPLY) {
+    if (om_decode(reply, reply->buf, (size_t)n) < 0 || reply->op != OM_REPLY) {
         om_msg_free(reply);
         errno = EPROTO;
         return -1;

@@ -141,6 +141,17 @@ struct om_slot {
     char path[];
 };
 
+/* The layouts the daemon writes (core/blockmap.py, frontends/intercept/statpage.py). */
+_Static_assert(offsetof(struct om_map, seq) == 8 && offsetof(struct om_map, remote_size) == 24 &&
+                   offsetof(struct om_map, bits) == 64,
+               "struct om_map matches core/blockmap.py");
+_Static_assert(offsetof(struct om_page, changes) == 32 && offsetof(struct om_page, epoch) == 40 &&
+                   offsetof(struct om_page, st_dev) == 48,
+               "struct om_page matches statpage.py");
+_Static_assert(offsetof(struct om_slot, epoch) == 8 && offsetof(struct om_slot, ino) == 24 &&
+                   offsetof(struct om_slot, size) == 48 && offsetof(struct om_slot, path) == 80,
+               "struct om_slot matches statpage.py");
+
 struct om_attr {
     uint64_t ino;
     uint32_t mode, nlink, uid, gid;
@@ -266,6 +277,10 @@ void om_socket_lost(int fd);
 void om_socket_in_range(unsigned int first, unsigned int last);
 int om_fd_stale(int fd, struct om_file *f);
 void om_for_each_fd(int (*fn)(int fd, struct om_file *f, void *arg), void *arg);
+
+/* The wire format (codec.c). */
+int om_encode(char *buf, size_t cap, int op, const struct om_arg *args, int n);
+int om_decode(struct om_msg *m, const char *buf, size_t n);
 
 /* Talking to the daemon: fmt has 'i' (int64_t), 's' (C string), 'b' (ptr, size_t). */
 int om_call(struct om_msg *reply, int op, const char *fmt, ...);

@@ -97,7 +97,8 @@ def diff(om: Intercept, tmp_path: Path) -> Differential:
     return Differential(om, tmp_path)
 
 
-LS = r"""ls -l --time-style=+%Y "$@" | awk '$1 != "total" { if ($1 ~ /^d/) { $2 = "-"; $5 = "-"; $6 = "-" } $1 = $1; print }'"""
+LS = (r"""ls -l --time-style=+%Y "$@" | awk '$1 != "total" """
+      r"""{ if ($1 ~ /^d/) { $2 = "-"; $5 = "-"; $6 = "-" } $1 = $1; print }'""")
 
 COREUTILS = r"""
 lsl() { """ + LS + r"""; }
@@ -160,7 +161,8 @@ wc -l < out
 exec 3<>rw ; echo via-fd3 >&3 ; exec 3>&- ; cat rw
 exec 4>appended ; echo one >&4 ; echo two >&4 ; exec 4>&- ; cat appended
 echo 'SOURCED=yes' > lib.sh ; source lib.sh ; echo "$SOURCED"
-printf '#!/bin/bash\necho "script $0 $#"\n' > run.sh ; chmod +x run.sh ; ./run.sh a b | sed "s|$D|D|"
+printf '#!/bin/bash\necho "script $0 $#"\n' > run.sh ; chmod +x run.sh
+./run.sh a b | sed "s|$D|D|"
 cd .. ; pwd | sed "s|$D|D|"
 (cd g && ls -d r*)
 for f in g/f*; do echo "$f"; done
@@ -303,7 +305,8 @@ mkdir -p "$D" && cd "$D"
 sqlite3 db.sqlite 'create table t(x integer primary key, y text);'
 for i in $(seq 1 50); do echo "insert into t(y) values ('row $i');"; done | sqlite3 db.sqlite
 sqlite3 db.sqlite 'select count(*), sum(x) from t; update t set y = upper(y) where x % 7 = 0;'
-sqlite3 db.sqlite "pragma journal_mode=wal; insert into t(y) values ('wal'); select count(*) from t;"
+sqlite3 db.sqlite "pragma journal_mode=wal; insert into t(y) values ('wal');
+select count(*) from t;"
 sqlite3 db.sqlite 'vacuum; pragma integrity_check; select y from t where x = 14;'
 sqlite3 db.sqlite .dump | md5sum
 """
@@ -340,7 +343,8 @@ int main(void) { printf("%s %d\n", GREETING, answer()); return 0; }
 EOF
 printf '#define GREETING "hello"\nint answer(void);\n' > greeting.h
 printf '#include "greeting.h"\nint answer(void) { return 42; }\n' > answer.c
-printf 'hello: main.o answer.o\n\tgcc -o $@ $^\n%%.o: %%.c greeting.h\n\tgcc -c -o $@ $<\n' > Makefile
+printf 'hello: main.o answer.o\n\tgcc -o $@ $^\n' > Makefile
+printf '%%.o: %%.c greeting.h\n\tgcc -c -o $@ $<\n' >> Makefile
 make -s && ./hello
 make -q && echo up-to-date
 sleep 1.1 && touch answer.c && make -s && ./hello | cut -d' ' -f2
@@ -363,7 +367,8 @@ def test_program_and_script_stored_as_objects_run(om: Intercept, tmp_path: Path)
     d = om.path
     out = om.sh(f"cp {exe} {d}/tool && chmod 755 {d}/tool && "
                 f"printf '#!/bin/sh\\necho \"$0 $1\"\\n' > {d}/s.sh && chmod +x {d}/s.sh && "
-                f"cd {d} && ./s.sh x && {d}/s.sh y && {{ ./tool a b || echo \"status $?\"; }}").stdout
+                f"cd {d} && ./s.sh x && {d}/s.sh y && "
+                f"{{ ./tool a b || echo \"status $?\"; }}").stdout
     assert out.splitlines() == ["./s.sh x", f"{d}/s.sh y", "./tool 3", "status 3"]
     denied = om.sh(f"chmod 644 {d}/s.sh && {d}/s.sh", check=False)
     assert denied.returncode == 126 and "Permission denied" in denied.stderr

@@ -43,7 +43,12 @@ def shim_path() -> Path:
 
 
 def daemon_command(layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "objmount", "daemon", "serve", "--dir", str(layout.dir)]
+    """How to start the daemon, also from a shim whose program changed its environment:
+    the interpreter, and where it finds objmount when that is not installed with it."""
+    command = [sys.executable, "-m", "objmount", "daemon", "serve", "--dir", str(layout.dir)]
+    if os.environ.get("PYTHONPATH"):
+        command = ["/usr/bin/env", f"PYTHONPATH={os.environ['PYTHONPATH']}", *command]
+    return command
 
 
 def _daemon_env() -> dict[str, str]:
@@ -111,15 +116,16 @@ def is_object_path(arg: str, root: str) -> bool:
             or f"={root}/" in arg or "=s3:/" in arg)
 
 
-def check_reachable(argv: list[str], root: str, env: dict[str, str]) -> None:
+def unreachable(argv: list[str], root: str, env: dict[str, str]) -> str | None:
     """The first program is exec'd from here, not through the shim: the same check."""
     if not any(is_object_path(a, root) for a in argv[1:]):
-        return
+        return None
     program = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
     why = unreachable_reason(Path(program), os.getuid(), os.getgid())
-    if why is not None:
-        raise ConfigError(f"{program} {why}, so it cannot use object paths: use a FUSE "
-                          "mount (objmount mount), or OBJMOUNT_DISABLE=1 to run it anyway")
+    if why is None:
+        return None
+    return (f"objmount: {program} {why}, so it cannot use object paths: use a FUSE mount "
+            "(objmount mount), or OBJMOUNT_DISABLE=1 to run it anyway")
 
 
 def shell_command(tmp: Path, env: dict[str, str]) -> list[str]:
@@ -161,20 +167,30 @@ def run(argv: list[str], config: S3Config, *, root: str = DEFAULT_ROOT,
             tmp.mkdir(mode=0o700)
             argv = shell_command(tmp, env)
         else:
-            check_reachable(argv, root, env)
+            refusal = unreachable(argv, root, env)
+            if refusal is not None:
+                print(refusal, file=sys.stderr)
+                return 126  # as a shell says "cannot execute"
         # The terminal's ^C belongs to the program; we wait for it, then for uploads.
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             try:
                 child = subprocess.Popen(argv, env=env, preexec_fn=_default_sigint)
             except FileNotFoundError:
-                raise ConfigError(f"{argv[0]}: command not found") from None
+                print(f"objmount run: {argv[0]}: command not found", file=sys.stderr)
+                return 127
             except PermissionError:
-                raise ConfigError(f"{argv[0]}: permission denied") from None
+                print(f"objmount run: {argv[0]}: permission denied", file=sys.stderr)
+                return 126
             code = child.wait()
         finally:
             signal.signal(signal.SIGINT, old)
-        reply = client.call(p.Op.SESSION_WAIT, session)
+        try:
+            reply = client.call(p.Op.SESSION_WAIT, session)
+        except OSError:
+            print("objmount run: the objmount daemon died during the run: files open for "
+                  "writing then were not stored (their programs got EIO)", file=sys.stderr)
+            return code if code != 0 else 1
         failures = reply.args[1] if reply.status == 0 and len(reply.args) > 1 else b""
         if isinstance(failures, bytes) and failures:
             for line in failures.decode(errors="replace").splitlines():
