@@ -25,12 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from objbench.config import Plan
+from objbench.config import Plan, S3Endpoint
 from objbench.localdata import make_local_data
+from objbench.overhead import measure
+from objbench.overhead import render as render_overhead
 from objbench.report import render_report
 from objbench.runner import Results, Runner
 from objbench.server import embedded_server
-from objbench.tools import TOOLS, Tool, mounts_under, pids_with_argument
+from objbench.tools import TOOLS, Intercept, Tool, mounts_under
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -57,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "the system temp dir); needs room for the server's data, ~4x --size-mib")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the scratch directory (logs, server data) after the run")
+    p.add_argument("--overhead-reps", type=int, default=21,
+                   help="alternating runs with and without the shim for the local-path "
+                        "overhead table (default 21; 0: skip it)")
     p.add_argument("--server-wait", type=float, default=900,
                    help="seconds to wait for objmount.server to become importable (default 900)")
     args = p.parse_args(argv)
@@ -122,13 +127,33 @@ def check_nothing_left(workdir: Path, tools: list[Tool]) -> list[str]:
     """Mounts and daemons this run leaves behind (should be none)."""
     left = [f"mount {m}" for m in mounts_under(workdir)]
     for tool in tools:
-        if tool.root is not None:
-            left += [f"{tool.name} process {pid}" for pid in pids_with_argument(str(tool.root))]
+        left += [f"{tool.name} process {pid}" for pid in tool.leftover_pids()]
     return left
 
 
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def shim_overhead(workdir: Path, s3: S3Endpoint, args: argparse.Namespace,
+                  tools: list[Tool]) -> str:
+    """The interception shim's cost on local paths, as a Markdown section."""
+    print("[shim overhead on local paths]", file=sys.stderr, flush=True)
+    tool = Intercept("bench-overhead", workdir, s3)
+    tools.append(tool)
+    try:
+        tool.mount()
+        rows = measure(workdir, tool.job_prefix(), tool.job_env(), args.overhead_reps,
+                       args.timeout)
+    except Exception as exc:
+        print(f"  shim overhead: FAIL {exc}", file=sys.stderr)
+        return f"Shim overhead on local paths: FAIL: {exc}"
+    finally:
+        tool.cleanup()
+    for row in rows:
+        print(f"  {row.label}: {row.without:.4f} s -> {row.with_shim:.4f} s "
+              f"({row.ratio:+.1%})", file=sys.stderr)
+    return render_overhead(rows)
 
 
 def run(args: argparse.Namespace, workdir: Path, started: float, tools: list[Tool]) -> None:
@@ -140,15 +165,18 @@ def run(args: argparse.Namespace, workdir: Path, started: float, tools: list[Too
     plan = make_local_data(workdir / "local", plan)
     buckets = [f"bench-{name}" for name in names]
     results = Results(names)
+    overhead = ""
     with embedded_server(workdir / "server", buckets, args.server_wait) as (s3, pid):
         print(f"SeaweedFS at {s3.endpoint} (pid {pid})", file=sys.stderr)
+        if args.overhead_reps > 0:
+            overhead = shim_overhead(workdir / "overhead", s3, args, tools)
         runner = Runner(s3, plan, results, args.timeout)
         for name, bucket in zip(names, buckets, strict=True):
             tool = TOOLS[name](bucket, workdir / name, s3)
             tools.append(tool)
             print(f"[{name}]", file=sys.stderr, flush=True)
             runner.run_tool(tool)
-    report = render_report(results, plan, notes(plan, started))
+    report = render_report(results, plan, notes(plan, started), overhead)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)

@@ -197,6 +197,14 @@ int om_fill_all_fd(int fd)
     return r;
 }
 
+void om_write_failed(struct om_file *f, int err)
+{
+    struct om_msg m;
+    if (f->instance == om_instance() &&
+        om_call(&m, OM_DIRTY, "ii", (int64_t)f->handle, (int64_t)err) == 0)
+        om_msg_free(&m);
+}
+
 int om_flush(struct om_file *f)
 {
     struct om_msg m;

@@ -33,7 +33,7 @@
 #define OM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* ---- protocol ---------------------------------------------------------------------- */
-#define OM_PROTOCOL_VERSION 1
+#define OM_PROTOCOL_VERSION 2
 #define OM_MAX_FRAME (256 * 1024)
 #define OM_MAX_ARGS 64
 #define OM_MAX_FDS 4
@@ -303,6 +303,8 @@ int om_ensure_range(int fd, struct om_file *f, int64_t offset, int64_t length,
                     uint32_t *seq_out);
 int om_map_seq_same(struct om_file *f, uint32_t seq);
 int om_flush(struct om_file *f);
+/* A write to the cache file failed (full disk): the daemon will refuse to store it. */
+void om_write_failed(struct om_file *f, int err);
 void om_fill_stat(struct stat *st, const struct om_attr *a);
 int om_fstat_file(int fd, struct om_file *f, struct stat *st);
 int om_stat_vpath(const char *vpath, int follow, struct stat *st, char *external,

@@ -178,6 +178,64 @@ PREADV(preadv2, (int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 PREADV(preadv64v2, (int fd, const struct iovec *iov, int cnt, off64_t off, int flags),
        (fd, iov, cnt, off, flags), off, flags)
 
+/* ---- writes ------------------------------------------------------------------------------- */
+/* Writes go straight to the kernel. Only a failure is looked at (success costs nothing):
+ * a write that could not reach the cache file (a full cache disk) means the file is not
+ * what the program meant, so the daemon must not store it at close. */
+static ssize_t written(int fd, ssize_t r)
+{
+    struct om_file *f;
+    int saved = errno;
+    if (r >= 0 || (saved != ENOSPC && saved != EDQUOT && saved != EFBIG && saved != EIO) ||
+        !om_fd_maybe_ours(fd) || !(f = om_get_fd(fd)))
+        return r;
+    if (f->kind == DT_REG)
+        om_write_failed(f, saved);
+    om_put(f);
+    errno = saved;
+    return r;
+}
+
+OM_API ssize_t write(int fd, const void *buf, size_t n)
+{
+    return written(fd, REAL(write)(fd, buf, n));
+}
+
+OM_API ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    return written(fd, REAL(pwrite)(fd, buf, n, off));
+}
+
+OM_API ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
+{
+    return written(fd, REAL(pwrite64)(fd, buf, n, off));
+}
+
+OM_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+    return written(fd, REAL(writev)(fd, iov, cnt));
+}
+
+OM_API ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+    return written(fd, REAL(pwritev)(fd, iov, cnt, off));
+}
+
+OM_API ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off)
+{
+    return written(fd, REAL(pwritev64)(fd, iov, cnt, off));
+}
+
+OM_API ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
+{
+    return written(fd, REAL(pwritev2)(fd, iov, cnt, off, flags));
+}
+
+OM_API ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int flags)
+{
+    return written(fd, REAL(pwritev64v2)(fd, iov, cnt, off, flags));
+}
+
 /* Kernel-side copies read the object's cache file themselves: fill first. */
 static int fill_for_copy(int fd, const off_t *off, size_t len)
 {

@@ -197,6 +197,54 @@ print(open("{om.path}/after").read())
     assert alive(daemon_pid(om.env))
 
 
+FILL_THE_DISK = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+try:
+    while True:
+        os.write(fd, b"x" * 65536)
+except OSError as exc:
+    print("write:", exc.errno, flush=True)
+if sys.argv[2] == "exit":
+    os._exit(0)
+try:
+    os.close(fd)
+    print("closed")
+except OSError as exc:
+    print("close:", exc.errno)
+"""
+
+
+@pytest.mark.parametrize("ending", ["close", "exit"])
+def test_full_cache_disk_is_enospc_and_keeps_the_object(s3_env: dict[str, str], bucket: str,
+                                                        s3_client: Any, ending: str) -> None:
+    """A write that could not reach the cache file means the file is not what the program
+    meant: close() says ENOSPC (or, after an exit, objmount run does) and the object stays
+    as it was."""
+    base = private_dirs()
+    env = {**s3_env, **dirs_env(base)}
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs",
+                    str(base / "cache")], check=True)
+    try:
+        s3_client.put_object(Bucket=bucket, Key="f", Body=b"old content")
+        res = subprocess.run([*OBJMOUNT, "run", "--", sys.executable, "-c", FILL_THE_DISK,
+                              f"{ROOT}/s3/{bucket}/f", ending], env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=120)
+        if ending == "close":
+            assert res.stdout.splitlines() == [f"write: {errno.ENOSPC}",
+                                               f"close: {errno.ENOSPC}"], res.stderr
+        else:
+            assert res.stdout.splitlines() == [f"write: {errno.ENOSPC}"], res.stderr
+            assert res.returncode == 1
+            assert "f: upload failed (No space left on device)" in res.stderr
+        body = s3_client.get_object(Bucket=bucket, Key="f")["Body"].read()
+        assert body == b"old content"
+    finally:
+        stop_daemons(env)
+        subprocess.run(["umount", str(base / "cache")], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_idle_daemon_exits(s3_env: dict[str, str], bucket: str) -> None:
     base = private_dirs()
     env = {**s3_env, **dirs_env(base)}

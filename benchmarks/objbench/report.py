@@ -83,12 +83,16 @@ def render_table(rows: list[list[str]]) -> str:
     return "\n".join([line(rows[0]), rule, *(line(r) for r in rows[1:])])
 
 
-def render_report(results: Results, plan: Plan, notes_text: list[str]) -> str:
-    """The whole Markdown document: title, table, notes, failures."""
+def render_report(results: Results, plan: Plan, notes_text: list[str],
+                  overhead: str = "") -> str:
+    """The whole Markdown document: title, table, the shim's local-path overhead, notes,
+    failures."""
     failures = FailureNotes(sum(len(w.rows()) for w in WORKLOADS))
     table = render_table(table_rows(results, plan, failures))
-    parts = ["# objmount benchmark", "", table, "", "Notes:", "",
-             *(f"- {n}" for n in notes_text)]
+    parts = ["# objmount benchmark", "", table, ""]
+    if overhead:
+        parts += [overhead, ""]
+    parts += ["Notes:", "", *(f"- {n}" for n in notes_text)]
     if failures.notes:
         parts += ["", "Failures:", "", *failures.lines()]
     return "\n".join(parts) + "\n"

@@ -49,12 +49,15 @@ class JobFailed(RuntimeError):
     pass
 
 
-def run_job_process(job: Job, timeout: float) -> Timings:
-    """Time one workload in a child process (see objbench/job.py). The child leads its own
-    process group, so that a timeout or Ctrl-C also ends the programs it runs (cp, rm)."""
-    argv = [sys.executable, "-m", "objbench.job", json.dumps(job.to_json())]
+def run_job_process(job: Job, timeout: float, prefix: list[str] | None = None,
+                    env: dict[str, str] | None = None) -> Timings:
+    """Time one workload in a child process (see objbench/job.py), run under ``prefix``.
+    The child leads its own process group, so that a timeout or Ctrl-C also ends the
+    programs it runs (cp, rm)."""
+    argv = [*(prefix or []), sys.executable, "-m", "objbench.job", json.dumps(job.to_json())]
     proc = subprocess.Popen(argv, cwd=BENCH_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                            env=env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except BaseException as exc:
@@ -123,7 +126,7 @@ class Runner:
         job = Job(workload.key, tool.bucket, self.s3, self.plan,
                   None if tool.root is None else str(tool.root))
         try:
-            timings = run_job_process(job, self.timeout)
+            timings = run_job_process(job, self.timeout, tool.job_prefix(), tool.job_env())
         except JobFailed as exc:
             self.results.record(workload, tool.name, Failure(str(exc)))
             progress(tool.name, workload.key, f"FAIL {exc}")

@@ -112,6 +112,18 @@ class Tool(ABC):
     def cleanup(self) -> None:
         """Teardown whatever the state: leave no mount and no daemon."""
 
+    def job_prefix(self) -> list[str]:
+        """What the job process runs under (interception: ``objmount run --``)."""
+        return []
+
+    def job_env(self) -> dict[str, str] | None:
+        """The job process's environment; None: this process's."""
+        return None
+
+    def leftover_pids(self) -> list[int]:
+        """This tool's processes still running (after cleanup: should be none)."""
+        return [] if self.root is None else pids_with_argument(str(self.root))
+
 
 class RawClient(Tool):
     """obstore and botocore on the bucket, no file system: the ceiling."""
@@ -267,4 +279,63 @@ class Rclone(FuseTool):
         return env
 
 
-TOOLS: dict[str, type[Tool]] = {t.name: t for t in (Objmount, S3fs, Rclone, RawClient)}
+class Intercept(Tool):
+    """objmount's direct interception: nothing is mounted; every job runs under
+    ``objmount run`` with the bucket at /objmount/s3/BUCKET. "Unmount" stops the daemon
+    (which stores everything first) and empties its cache, as a FUSE tool's unmount does."""
+
+    name = "intercept"
+
+    def __init__(self, bucket: str, workdir: Path, s3: S3Endpoint) -> None:
+        super().__init__(bucket, workdir, s3)
+        self.dirs = {"XDG_RUNTIME_DIR": workdir / "run", "XDG_CACHE_HOME": workdir / "cache",
+                     "XDG_STATE_HOME": workdir / "state"}
+
+    @property
+    def root(self) -> Path | None:
+        return Path("/objmount/s3") / self.bucket
+
+    def job_env(self) -> dict[str, str]:
+        return {**os.environ, **self.s3.env(), **{k: str(v) for k, v in self.dirs.items()}}
+
+    def job_prefix(self) -> list[str]:
+        return [str(VENV_BIN / "objmount"), "run", "--"]
+
+    def _objmount(self, *args: str, timeout: float) -> None:
+        result = subprocess.run([str(VENV_BIN / "objmount"), *args], env=self.job_env(),
+                                capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL, check=False)
+        if result.returncode != 0:
+            said = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise ToolError(f"objmount {args[0]} exited {result.returncode}: {said}")
+
+    def mount(self) -> None:
+        for path in self.dirs.values():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Start the daemon now, as a FUSE tool's mount does, so no job pays for it.
+        self._objmount("run", "--", "true", timeout=MOUNT_TIMEOUT)
+
+    def umount(self) -> None:
+        self._objmount("daemon", "stop", timeout=600)
+        wait_for(lambda: not self.leftover_pids(), EXIT_TIMEOUT, "interception daemon exited")
+        shutil.rmtree(self.dirs["XDG_CACHE_HOME"], ignore_errors=True)
+        self.dirs["XDG_CACHE_HOME"].mkdir(mode=0o700)
+
+    def leftover_pids(self) -> list[int]:
+        """The daemon runs with ``--dir RUNTIME/objmount/intercept-ID``."""
+        runtime = self.dirs["XDG_RUNTIME_DIR"] / "objmount"
+        if not runtime.is_dir():
+            return []
+        return [pid for d in runtime.iterdir() for pid in pids_with_argument(str(d))]
+
+    def cleanup(self) -> None:
+        try:
+            self.umount()
+        except Exception as exc:
+            print(f"[{self.name}] cleanup: {exc}; killing the daemon", file=sys.stderr)
+            for pid in self.leftover_pids():
+                os.kill(pid, signal.SIGKILL)
+
+
+TOOLS: dict[str, type[Tool]] = {t.name: t for t in (Objmount, S3fs, Rclone, RawClient,
+                                                    Intercept)}

@@ -544,6 +544,13 @@ class Engine:
         with of.lock:
             of.external_writers = max(0, of.external_writers - 1)
 
+    def note_failed_write(self, fh: int, err: int) -> None:
+        """A program's own write to the cache file failed: it is not the file the program
+        meant, so it is never stored (as when one of our own writes fails)."""
+        _inode, of = self.open_file(fh)
+        with of.lock:
+            of.failed = err
+
     def adopt_external_writes(self, fh: int) -> None:
         """The cache file was written by a program: it is the file's new content."""
         inode, of = self.open_file(fh)

@@ -435,7 +435,11 @@ class Handlers:
         return ok()
 
     def dirty(self, client: Client, a: Args) -> Answer:
-        self.objects.mark_modified(a.integer(0))
+        failed = a.integer(1) if len(a.values) > 1 else 0
+        if failed:
+            self.objects.mark_write_failed(a.integer(0), failed)
+        else:
+            self.objects.mark_modified(a.integer(0))
         return ok()
 
     def adopt(self, client: Client, a: Args) -> Answer:

@@ -150,6 +150,12 @@ class OpenObjects:
     def mark_modified(self, handle: int) -> None:
         self.get(handle).modified = True
 
+    def mark_write_failed(self, handle: int, err: int) -> None:
+        """A program's write to the cache file failed: its closes must not store it."""
+        obj = self.get(handle)
+        if obj.writers:
+            self.engine.note_failed_write(obj.writers[0], err)
+
     def flush(self, handle: int) -> None:
         """close() or fsync() of a writable descriptor: wait for the work earlier closes
         caused, then store what is still dirty. Raises on the first failure."""

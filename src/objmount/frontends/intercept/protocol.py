@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # A frame is at most this long: the socket is SOCK_SEQPACKET, whose messages must fit
 # the send buffer, so large answers (listings) are paged.
@@ -49,7 +49,7 @@ class Op(enum.IntEnum):
     FSTAT = 4  # handle
     FILL = 5  # handle, offset, length (-1: the whole file)
     FLUSH = 6  # handle
-    DIRTY = 7  # handle: written through a shared mapping
+    DIRTY = 7  # handle[, errno]: written through a shared mapping, or a write failed
     LIST = 8  # handle, cookie
     MKDIR = 9  # vpath, mode, umask
     RMDIR = 10  # vpath
