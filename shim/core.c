@@ -3,6 +3,7 @@
 #include "objmount.h"
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -810,7 +811,12 @@ int om_call(struct om_msg *reply, int op, const char *fmt, ...)
 {
     va_list ap;
     int n, s, r = -1, saved;
+    sigset_t all, old;
     memset(reply, 0, sizeof *reply);
+    /* A signal handler that uses an object path while this thread waits for the daemon
+     * would wait for this lock forever: handlers run once the answer is in. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_mutex_lock(&g_conn_lock);
     va_start(ap, fmt);
     n = encode(g_wbuf, sizeof g_wbuf, op, fmt, ap);
@@ -842,6 +848,7 @@ int om_call(struct om_msg *reply, int op, const char *fmt, ...)
 out:
     saved = errno;
     pthread_mutex_unlock(&g_conn_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     return r;
 }

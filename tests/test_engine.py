@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -397,6 +398,34 @@ def test_negative_cache(account: MemoryAccount, store: MemoryStore, tmp_path: Pa
     assert store.requests["head"] == heads  # answered from the negative cache
     write_file(eng, ROOT_INO, "later", b"x")  # our own create clears it
     assert eng.lookup(ROOT_INO, b"later").size == 1
+
+
+def test_listing_is_reused_within_attr_timeout(account: MemoryAccount, store: MemoryStore,
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory listed moments ago is listed again from memory, as names are cached:
+    changes made here show at once, changes made elsewhere after attr_timeout."""
+    for name in ("a", "b"):
+        store.put(f"d/{name}", b"x", {})
+    eng = make_engine(account, tmp_path, attr_ttl=60.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    assert names(eng, d) == ["a", "b"]
+    lists, heads = store.requests["list"], store.requests["head"]
+    assert names(eng, d) == ["a", "b"]
+    assert (store.requests["list"], store.requests["head"]) == (lists, heads)
+    # Changes through this engine void the reuse...
+    write_file(eng, d, "c", b"y")
+    assert names(eng, d) == ["a", "b", "c"]
+    eng.unlink(d, b"a")
+    assert names(eng, d) == ["b", "c"]
+    eng.rename(d, b"b", ROOT_INO, b"moved", 0)
+    assert names(eng, d) == ["c"]
+    # ... another client's change shows once the listing is older than attr_timeout.
+    store.put("d/other", b"z", {})
+    assert names(eng, d) == ["c"]
+    later = time.monotonic() + 61
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert names(eng, d) == ["c", "other"]
 
 
 def test_all_buckets_view(account: MemoryAccount, tmp_path: Path) -> None:

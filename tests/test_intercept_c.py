@@ -117,3 +117,10 @@ def test_local_paths_behave_exactly_as_without_the_shim(om: Intercept, objtest: 
     assert shimmed.stdout == plain.stdout
     assert "done" in plain.stdout
     assert sorted(os.listdir(shim_dir)) == sorted(os.listdir(plain_dir)) == []
+
+
+def test_signal_handler_using_object_paths_during_a_request(om: Intercept,
+                                                            objtest: Path) -> None:
+    """A handler that asks the daemon while the program waits for it runs after the
+    answer instead of waiting for the program's lock forever."""
+    assert om.run(objtest, "signals", om.path, timeout=60).stdout == "handled\n"

@@ -372,3 +372,61 @@ def test_program_and_script_stored_as_objects_run(om: Intercept, tmp_path: Path)
     assert out.splitlines() == ["./s.sh x", f"{d}/s.sh y", "./tool 3", "status 3"]
     denied = om.sh(f"chmod 644 {d}/s.sh && {d}/s.sh", check=False)
     assert denied.returncode == 126 and "Permission denied" in denied.stderr
+
+
+IDENTITY = """
+import errno, os, sys
+d = sys.argv[1]
+os.makedirs(f"{d}/sub", exist_ok=True)
+open(f"{d}/sub/f", "w").write("x")
+os.symlink("f", f"{d}/sub/l")
+by_path = {n: os.lstat(f"{d}/sub/{n}") for n in ("f", "l")}
+by_entry = {e.name: e.inode() for e in os.scandir(f"{d}/sub")}
+fd = os.open(f"{d}/sub/f", os.O_RDONLY)
+by_fd = os.fstat(fd)
+os.close(fd)
+print(by_entry == {n: st.st_ino for n, st in by_path.items()},
+      (by_fd.st_dev, by_fd.st_ino) == (by_path["f"].st_dev, by_path["f"].st_ino),
+      by_path["f"].st_ino != by_path["l"].st_ino,
+      os.stat(f"{d}/sub").st_dev == by_path["f"].st_dev != os.stat("/").st_dev)
+os.chdir(f"{d}/sub")
+print(os.getcwd() == f"{d}/sub", os.path.realpath("l") == f"{d}/sub/f")
+print(sys.argv[2] in os.listdir(os.path.dirname(d)))
+try:
+    os.setxattr(f"{d}/sub/f", "user.k", b"v")
+except OSError as exc:
+    print(exc.errno == errno.EOPNOTSUPP)
+"""
+
+
+def test_identity_agrees_between_stat_fstat_and_readdir(om: Intercept) -> None:
+    """rm -r, fts and rsync compare st_dev/st_ino from stat, fstat and d_ino; the object
+    namespace is one device of its own. getcwd and realpath give object paths, and the
+    provider directory lists the buckets. xattrs are refused as on the FUSE mount."""
+    out = om.run(sys.executable, "-c", IDENTITY, om.path, om.bucket).stdout
+    assert out.split() == ["True"] * 8
+
+
+READ_TIMES = """
+import os, sys
+p = sys.argv[1]
+before = os.stat(p)
+fd = os.open(p, os.O_RDONLY)
+while os.read(fd, 1 << 20):
+    pass
+during = os.fstat(fd)
+os.close(fd)
+after = os.stat(p)
+print(len({(st.st_size, st.st_mtime_ns, st.st_ctime_ns) for st in (before, during, after)}))
+"""
+
+
+def test_reading_never_looks_like_a_change(om: Intercept, s3_client: Any) -> None:
+    """Fetching an object's bytes into its cache file is no change to the file: stat and
+    fstat agree before, during and after a read (tar checks exactly this)."""
+    for key, size in (("r/small", 100), ("r/big", 9 << 20)):
+        s3_client.put_object(Bucket=om.bucket, Key=key, Body=b"z" * size)
+    out = om.run(sys.executable, "-c", READ_TIMES, f"{om.path}/r/big").stdout
+    assert out == "1\n"
+    res = om.run("tar", "-cf", "/dev/null", "-C", om.path, "r", check=False)
+    assert (res.returncode, res.stderr) == (0, "")

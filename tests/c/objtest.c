@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -283,6 +285,46 @@ static int case_exitwrite(void)
     _exit(0);
 }
 
+/* A signal handler that asks the daemon (readlink of an object path) while the program
+ * is in the middle of its own requests: both finish. */
+static const char *handler_path;
+static volatile sig_atomic_t handled;
+static void on_alarm(int sig)
+{
+    char target[64];
+    int saved = errno;
+    (void)sig;
+    if (readlink(handler_path, target, sizeof target) < 0 && errno == EINVAL)
+        handled++;
+    errno = saved;
+}
+
+static int case_signals(const char *dir)
+{
+    static char hpath[PATH_MAX];
+    struct sigaction sa;
+    struct itimerval every = {{0, 2000}, {0, 2000}}, off = {{0, 0}, {0, 0}};
+    int fd;
+    snprintf(hpath, sizeof hpath, "%s/target", dir);
+    handler_path = hpath;
+    fd = open(hpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && close(fd) == 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+    CHECK(setitimer(ITIMER_REAL, &every, NULL) == 0);
+    for (int i = 0; i < 150; i++) {
+        fd = open(at(dir, "busy"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(fd >= 0);
+        put(fd, "busy\n");
+        CHECK(close(fd) == 0);
+    }
+    CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    printf("%s\n", handled > 0 ? "handled" : "no signal arrived");
+    return 0;
+}
+
 /* Local paths: the same output with and without the shim. */
 static int walk_count;
 static int count(const char *p, const struct stat *st, int type, struct FTW *ftw)
@@ -382,6 +424,8 @@ int main(int argc, char **argv)
         return case_fread(argv[2]);
     if (!strcmp(argv[1], "exitwrite"))
         return case_exitwrite();
+    if (!strcmp(argv[1], "signals"))
+        return case_signals(argv[2]);
     if (!strcmp(argv[1], "local"))
         return case_local(argv[2]);
     return 2;

@@ -525,11 +525,21 @@ class Engine:
         inode, of = self.open_file(fh)
         with of.lock:
             of.ensure(self.ns.store(inode), inode.key, start, end)
+            self._keep_object_times(inode, of)
 
     def fill_all(self, fh: int) -> None:
         inode, of = self.open_file(fh)
         with of.lock:
             of.ensure_all(self.ns.store(inode), inode.key)
+            self._keep_object_times(inode, of)
+
+    @staticmethod
+    def _keep_object_times(inode: Inode, of: OpenFile) -> None:
+        """Programs read the object's mtime from the cache file (fstat): bytes fetched
+        into it are not a change, so its times go back to the object's. Not while a
+        program writes it: then its mtime is the program's."""
+        if of.external_writers == 0 and not of.data_dirty:
+            os.utime(of.fd, ns=(inode.attr.atime_ns, inode.attr.mtime_ns))
 
     def add_external_writer(self, fh: int) -> None:
         """A program will write the cache file directly: make it whole first, and keep

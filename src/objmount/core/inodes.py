@@ -84,6 +84,9 @@ class InodeTable:
         self._by_ino: dict[int, Inode] = {}
         self._children: dict[tuple[int, str], Inode] = {}
         self._negative: dict[tuple[int, str], float] = {}
+        # Per directory, a counter of changes to its entries in this table: a listing
+        # taken at one count is stale at another.
+        self._entry_changes: dict[int, int] = {}
         self._next_ino = ROOT_INO + 1
 
     def add_root(self, inode: Inode) -> None:
@@ -113,6 +116,13 @@ class InodeTable:
             self._next_ino += 1
             return ino
 
+    def entry_changes(self, directory: Inode) -> int:
+        with self.lock:
+            return self._entry_changes.get(directory.ino, 0)
+
+    def _entries_changed(self, parent_ino: int) -> None:
+        self._entry_changes[parent_ino] = self._entry_changes.get(parent_ino, 0) + 1
+
     def fresh(self, inode: Inode) -> bool:
         return inode.attr_expires > time.monotonic()
 
@@ -124,13 +134,17 @@ class InodeTable:
             if version is not None:
                 inode.version = version
 
-    def link(self, parent: Inode, name: str, inode: Inode) -> None:
-        """Make ``inode`` the entry ``name`` of ``parent`` (replacing any other)."""
+    def link(self, parent: Inode, name: str, inode: Inode, discovered: bool = False) -> None:
+        """Make ``inode`` the entry ``name`` of ``parent`` (replacing any other).
+        ``discovered``: the store already had it (a lookup or a listing found it), so
+        this is no change to the directory."""
         with self.lock:
             old = self._children.get((parent.ino, name))
             if old is not None and old is not inode:
                 self._detach(old)
             inode.parent, inode.name = parent, name
+            if not discovered and old is not inode:
+                self._entries_changed(parent.ino)
             self._children[(parent.ino, name)] = inode
             self._by_ino[inode.ino] = inode
             self._negative.pop((parent.ino, name), None)
@@ -138,6 +152,7 @@ class InodeTable:
     def unlink(self, parent: Inode, name: str) -> Inode | None:
         with self.lock:
             inode = self._children.pop((parent.ino, name), None)
+            self._entries_changed(parent.ino)
             if inode is not None:
                 inode.unlinked = True
                 self._maybe_drop(inode)
@@ -150,6 +165,7 @@ class InodeTable:
             old_key = (inode.parent.ino, inode.name)
             if self._children.get(old_key) is inode:
                 del self._children[old_key]
+            self._entries_changed(inode.parent.ino)
             self.set_negative(inode.parent, inode.name)
             self.link(new_parent, new_name, inode)
 
@@ -157,6 +173,7 @@ class InodeTable:
         assert inode.parent is not None
         if self._children.get((inode.parent.ino, inode.name)) is inode:
             del self._children[(inode.parent.ino, inode.name)]
+        self._entries_changed(inode.parent.ino)
         inode.unlinked = True
         self._maybe_drop(inode)
 
@@ -185,7 +202,9 @@ class InodeTable:
             key = (inode.parent.ino, inode.name)
             if self._children.get(key) is inode:
                 del self._children[key]
+                self._entries_changed(inode.parent.ino)
         self._by_ino.pop(inode.ino, None)
+        self._entry_changes.pop(inode.ino, None)
 
     def is_negative(self, parent: Inode, name: str) -> bool:
         with self.lock:

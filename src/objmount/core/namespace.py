@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROVIDER = "s3"
+_LISTINGS_MAX = 4096  # directories whose last listing is kept for reuse
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,15 @@ class DirEntry:
     offset: int  # the cookie to resume after this entry
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A directory's entries as a LIST showed them, reused until ``expires``."""
+
+    expires: float  # time.monotonic()
+    changes: int  # the directory's entry-change count when the LIST was sent
+    names: tuple[str, ...]
+
+
 class Namespace:
     def __init__(self, account: Account, root: MountRoot, options: EngineOptions) -> None:
         self.account = account
@@ -53,6 +64,8 @@ class Namespace:
         self._pool = ThreadPoolExecutor(options.metadata_concurrency,
                                         thread_name_prefix="objmount-meta")
         self._started_ns = time.time_ns()
+        self._listings: dict[int, Listing] = {}
+        self._listings_lock = threading.Lock()
         if root.bucket is None:
             top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
                         virtual=Virtual.TOP)
@@ -125,7 +138,7 @@ class Namespace:
                 inode = existing
             else:
                 inode = Inode(self.table.new_ino(), kind, attr, parent, name)
-                self.table.link(parent, name, inode)
+                self.table.link(parent, name, inode, discovered=existing is None)
             if kind is Kind.DIR:
                 inode.has_marker = marker
             if inode.open_file is None:
@@ -195,6 +208,46 @@ class Namespace:
                 for i, c in enumerate(sorted(children, key=lambda c: c.name))]
 
     def _list_prefix(self, inode: Inode) -> list[Inode]:
+        cached = self._cached_listing(inode)
+        if cached is not None:
+            return cached
+        changes = self.table.entry_changes(inode)  # before: a change meanwhile voids it
+        result = self._list_store(inode)
+        if self.table.attr_ttl > 0:
+            self._remember_listing(inode, Listing(time.monotonic() + self.table.attr_ttl,
+                                                  changes, tuple(c.name for c in result)))
+        return result
+
+    def _remember_listing(self, inode: Inode, listing: Listing) -> None:
+        with self._listings_lock:
+            self._listings.pop(inode.ino, None)
+            self._listings[inode.ino] = listing
+            if len(self._listings) > _LISTINGS_MAX:
+                # A walk over many directories must not grow this without bound: drop
+                # what expired, then the oldest.
+                now = time.monotonic()
+                self._listings = {k: v for k, v in self._listings.items() if v.expires > now}
+                while len(self._listings) > _LISTINGS_MAX:
+                    del self._listings[next(iter(self._listings))]
+
+    def _cached_listing(self, inode: Inode) -> list[Inode] | None:
+        """The entries listed less than ``attr_ttl`` ago, as names are cached that long,
+        if nothing in the directory changed here since and every entry's attributes are
+        still fresh; None: ask the store."""
+        with self._listings_lock:
+            listing = self._listings.get(inode.ino)
+        if listing is None or listing.expires < time.monotonic() \
+                or listing.changes != self.table.entry_changes(inode):
+            return None
+        children = []
+        for name in listing.names:
+            child = self.table.child(inode, name)
+            if child is None or not (self.table.fresh(child) or child.open_file is not None):
+                return None
+            children.append(child)
+        return children
+
+    def _list_store(self, inode: Inode) -> list[Inode]:
         store = self.store(inode)
         prefix = dir_prefix(inode.key)
         listing = store.list(prefix, "/")

@@ -10,8 +10,8 @@ Requests carry an operation number (:class:`Op`); replies carry ``Op.REPLY`` and
 first argument is the status: 0, an errno value, or ``EXTERNAL`` (the path left the
 object namespace: the second argument is the local path to use instead). ``fd_count``
 says how many file descriptors travel beside the frame (SCM_RIGHTS); the codec only
-counts them, the transport moves them. The C side (shim/protocol.h) mirrors the numbers
-below; tests/test_intercept_protocol.py checks that the two agree.
+counts them, the transport moves them. The C side (shim/objmount.h, shim/codec.c)
+mirrors the numbers below; tests/test_intercept_protocol.py checks that the two agree.
 
 The codec knows nothing of sockets, so it is tested with Hypothesis on its own:
 round trips, arbitrary splits of the byte stream, and arbitrary garbage.
