@@ -484,11 +484,16 @@ class Handlers:
         parent_ino = found.parent.ino if found.parent is not None else ROOT_INO
         out = [(found.ino, p.DT_DIR, b"."), (parent_ino, p.DT_DIR, b"..")]
         base = canonical(found.components).rstrip(b"/")
+        # Readdir-plus: the next lstat of each entry needs no question (open files
+        # excepted: their size moves under their writers).
+        known: list[tuple[bytes, Attr]] = []
         for e in entries:
             name = e.name.encode()
             out.append((e.attr.ino, dtype(e.attr.mode), name))
-            # Readdir-plus: the next lstat of each entry needs no question.
-            self._publish(base + b"/" + name, e.attr, seen)
+            inode = self.engine.table.find(e.attr.ino)
+            if inode is not None and inode.open_file is None:
+                known.append((base + b"/" + name, e.attr))
+        self.page.put_many(known, self.attr_ttl, seen_changes=seen)
         return out
 
     def chdir(self, client: Client, a: Args) -> Answer:

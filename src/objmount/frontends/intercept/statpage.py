@@ -49,6 +49,10 @@ KIND_MISSING = 2
 _HEADER = struct.Struct("<QIIIIQQQq")
 _SLOT = struct.Struct("<IHBBQqQIIIIqqqq")
 assert _SLOT.size == 80
+_U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+_EPOCH_EXPIRES = struct.Struct("<Qq")
+_NO_ATTR = Attr(0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 class StatPage:
@@ -108,6 +112,22 @@ class StatPage:
             expires = time.monotonic_ns() + int(ttl * 1e9)
             self._write_slot(slot, path, KIND_ATTR if attr else KIND_MISSING, attr, expires)
 
+    def put_many(self, items: list[tuple[bytes, Attr]], ttl: float, *,
+                 seen_changes: int) -> None:
+        """``put`` for a whole listing, under one lock."""
+        if ttl <= 0:
+            return
+        with self.lock:
+            if self._changes != seen_changes:
+                return
+            expires = time.monotonic_ns() + int(ttl * 1e9)
+            for path, attr in items:
+                if len(path) <= PATH_MAX:
+                    slot = self._find(path)
+                    if slot is None:
+                        slot = self._victim(path)
+                    self._write_slot(slot, path, KIND_ATTR, attr, expires)
+
     def _index(self, path: bytes) -> int:
         return zlib.crc32(path) & (self.slots - 1)
 
@@ -119,7 +139,7 @@ class StatPage:
         for i in range(PROBES):
             slot = (first + i) & (self.slots - 1)
             off = self._slot_offset(slot)
-            length = struct.unpack_from("<H", self._mem, off + 4)[0]
+            length = _U16.unpack_from(self._mem, off + 4)[0]
             if (length == len(path) and self._mem[off + 6] != KIND_NONE
                     and self._mem[off + 80:off + 80 + length] == path):
                 return slot
@@ -134,7 +154,7 @@ class StatPage:
             slot = (first + i) & (self.slots - 1)
             off = self._slot_offset(slot)
             kind = self._mem[off + 6]
-            epoch, expires = struct.unpack_from("<Qq", self._mem, off + 8)
+            epoch, expires = _EPOCH_EXPIRES.unpack_from(self._mem, off + 8)
             if kind == KIND_NONE or epoch != self._epoch or expires <= now:
                 return slot
             if best_expiry is None or expires < best_expiry:
@@ -144,16 +164,16 @@ class StatPage:
     def _write_slot(self, slot: int, path: bytes, kind: int, attr: Attr | None,
                     expires: int) -> None:
         off = self._slot_offset(slot)
-        seq = struct.unpack_from("<I", self._mem, off)[0]
+        seq = _U32.unpack_from(self._mem, off)[0]
         seq += 1 if seq % 2 == 0 else 2  # odd: readers skip the slot while it is written
-        struct.pack_into("<I", self._mem, off, seq)
-        a = attr or Attr(0, 0, 0, 0, 0, 0, 0, 0, 0)
+        _U32.pack_into(self._mem, off, seq)
+        a = attr or _NO_ATTR
         _SLOT.pack_into(self._mem, off, seq, len(path), kind, 0, self._epoch, expires,
                         a.ino, a.mode, a.nlink, a.uid, a.gid, a.size, a.atime_ns,
                         a.mtime_ns, a.ctime_ns)
         self._mem[off + 80:off + 80 + len(path)] = path
         # x86-64 keeps stores in order: the even seq becomes visible after the body.
-        struct.pack_into("<I", self._mem, off, seq + 1)
+        _U32.pack_into(self._mem, off, seq + 1)
 
     def mmap_size(self) -> int:
         return HEADER_SIZE + self.slots * SLOT_SIZE
