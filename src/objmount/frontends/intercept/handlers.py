@@ -493,7 +493,7 @@ class Handlers:
             inode = self.engine.table.find(e.attr.ino)
             if inode is not None and inode.open_file is None:
                 known.append((base + b"/" + name, e.attr))
-        self.page.put_many(known, self.attr_ttl, seen_changes=seen)
+        self.page.put_many(base, known, self.attr_ttl, seen_changes=seen)
         return out
 
     def chdir(self, client: Client, a: Args) -> Answer:

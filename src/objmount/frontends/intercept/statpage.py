@@ -53,6 +53,7 @@ _U32 = struct.Struct("<I")
 _U16 = struct.Struct("<H")
 _EPOCH_EXPIRES = struct.Struct("<Qq")
 _NO_ATTR = Attr(0, 0, 0, 0, 0, 0, 0, 0, 0)
+_PUBLISHED_MAX = 256  # listings remembered as published
 
 
 class StatPage:
@@ -66,6 +67,8 @@ class StatPage:
         self._mem = mmap.mmap(self.memfd, size)
         self._changes = 0
         self._epoch = 1
+        # directory -> ((changes, epoch), expires ns, items) of its last published listing
+        self._published: dict[bytes, tuple[tuple[int, int], int, list[tuple[bytes, Attr]]]] = {}
         self._instance = instance
         self._st_dev = st_dev
         self._write_header()
@@ -112,15 +115,26 @@ class StatPage:
             expires = time.monotonic_ns() + int(ttl * 1e9)
             self._write_slot(slot, path, KIND_ATTR if attr else KIND_MISSING, attr, expires)
 
-    def put_many(self, items: list[tuple[bytes, Attr]], ttl: float, *,
+    def put_many(self, directory: bytes, items: list[tuple[bytes, Attr]], ttl: float, *,
                  seen_changes: int) -> None:
-        """``put`` for a whole listing, under one lock."""
+        """``put`` for a whole listing of ``directory``, under one lock. The same listing
+        published less than half a ``ttl`` ago, with no change anywhere since, is not
+        written again (a slot lost to another path meanwhile costs a question, no more)."""
         if ttl <= 0:
             return
         with self.lock:
             if self._changes != seen_changes:
                 return
-            expires = time.monotonic_ns() + int(ttl * 1e9)
+            now = time.monotonic_ns()
+            expires = now + int(ttl * 1e9)
+            last = self._published.get(directory)
+            if (last is not None and last[0] == (self._changes, self._epoch)
+                    and now < last[1] - int(ttl * 5e8) and last[2] == items):
+                return
+            self._published.pop(directory, None)
+            self._published[directory] = ((self._changes, self._epoch), expires, items)
+            while len(self._published) > _PUBLISHED_MAX:
+                del self._published[next(iter(self._published))]
             for path, attr in items:
                 if len(path) <= PATH_MAX:
                     slot = self._find(path)
