@@ -109,6 +109,20 @@ int om_adopt(struct om_file *f)
     return 0;
 }
 
+/* The answer to a request about an open file: its status, or EIO when the daemon that
+ * answered is not the one that opened the file (it died meanwhile: the file is gone). */
+static int file_reply(const struct om_file *f, struct om_msg *m)
+{
+    if (om_status(m) != 0)
+        return om_reply_errno(m);
+    om_msg_free(m);
+    if (f->instance != om_instance()) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
 int om_fill(int fd, struct om_file *f, int64_t offset, int64_t length)
 {
     struct om_msg m;
@@ -119,15 +133,7 @@ int om_fill(int fd, struct om_file *f, int64_t offset, int64_t length)
     }
     if (om_call(&m, OM_FILL, "iii", (int64_t)f->handle, offset, length) < 0)
         return -1;
-    if (om_status(&m) != 0)
-        return om_reply_errno(&m);
-    if (f->instance != om_instance()) {
-        om_msg_free(&m);
-        errno = EIO;
-        return -1;
-    }
-    om_msg_free(&m);
-    return 0;
+    return file_reply(f, &m);
 }
 
 static int present(const struct om_map *map, int64_t offset, int64_t length)
@@ -218,15 +224,7 @@ int om_flush(struct om_file *f)
     }
     if (om_call(&m, OM_FLUSH, "i", (int64_t)f->handle) < 0)
         return -1;
-    if (om_status(&m) != 0)
-        return om_reply_errno(&m);
-    if (f->instance != om_instance()) {
-        om_msg_free(&m);
-        errno = EIO;
-        return -1;
-    }
-    om_msg_free(&m);
-    return 0;
+    return file_reply(f, &m);
 }
 
 /* ---- attributes --------------------------------------------------------------------------- */

@@ -337,5 +337,5 @@ class Intercept(Tool):
                 os.kill(pid, signal.SIGKILL)
 
 
-TOOLS: dict[str, type[Tool]] = {t.name: t for t in (Objmount, S3fs, Rclone, RawClient,
-                                                    Intercept)}
+TOOLS: dict[str, type[Tool]] = {t.name: t for t in (Objmount, Intercept, S3fs, Rclone,
+                                                    RawClient)}

@@ -164,12 +164,16 @@ class OpenFile:
         dest = unsaved_dir / f"{stamp}-{key.replace('/', '%2F')[-200:]}"
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            offset = 0
-            while offset < self.size:
-                sent = os.copy_file_range(self.fd, out, self.size - offset, offset)
-                if sent == 0:
-                    break
-                offset += sent
+            self.copy_into(out)
         finally:
             os.close(out)
         return dest
+
+    def copy_into(self, out: int) -> None:
+        """Copy the file's bytes (those present: callers fill first) into ``out``."""
+        offset = 0
+        while offset < self.size:
+            sent = os.copy_file_range(self.fd, out, self.size - offset, offset)
+            if sent == 0:
+                break
+            offset += sent

@@ -647,12 +647,7 @@ class Handlers:
                 tmp = dest.with_suffix(".tmp")
                 out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
                 try:
-                    offset = 0
-                    while offset < of.size:
-                        sent = os.copy_file_range(of.fd, out, of.size - offset, offset)
-                        if sent == 0:
-                            break
-                        offset += sent
+                    of.copy_into(out)
                 finally:
                     os.close(out)
                 os.replace(tmp, dest)
