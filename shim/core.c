@@ -934,6 +934,21 @@ static int normalize(const char *vpath, char *out, size_t outlen)
     return (int)o;
 }
 
+/* The daemon hands over its table in the greeting: a new process greets before its first
+ * lookup, or its first stat of an object path would always be a question. */
+static void greet(void)
+{
+    sigset_t all, old;
+    int saved = errno;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_mutex_lock(&g_conn_lock);
+    (void)connection();
+    pthread_mutex_unlock(&g_conn_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+}
+
 int om_page_lookup(const char *vpath, struct om_attr *a)
 {
     const struct om_page *pg = g_page;
@@ -943,6 +958,10 @@ int om_page_lookup(const char *vpath, struct om_attr *a)
     uint64_t epoch;
     struct timespec now;
     int64_t now_ns;
+    if (!pg && (g_sock < 0 || g_sock_pid != getpid())) {
+        greet();
+        pg = g_page;
+    }
     if (!pg || pg->slot_count == 0)
         return -1;
     len = normalize(vpath, key, sizeof key);

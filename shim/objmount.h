@@ -34,6 +34,9 @@
 
 /* ---- protocol ---------------------------------------------------------------------- */
 #define OM_PROTOCOL_VERSION 2
+/* Prefix of the shared-table keys under which the daemon publishes "this local program is
+ * reachable by LD_PRELOAD" (protocol.EXEC_VERDICT_KEY). */
+#define OM_EXEC_KEY "/\001exec"
 #define OM_MAX_FRAME (256 * 1024)
 #define OM_MAX_ARGS 64
 #define OM_MAX_FDS 4

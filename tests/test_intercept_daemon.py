@@ -307,6 +307,19 @@ def test_unreachable_programs_are_refused_in_one_line(om: Intercept, kind: str, 
     assert om.run(unreachable["dynamic"], f"{om.path}").stdout == "1\n"
 
 
+def test_a_program_replaced_after_its_check_is_checked_again(
+        om: Intercept, unreachable: dict[str, Path], tmp_path: Path) -> None:
+    """The shim reuses the daemon's "reachable" verdict for a local program only while
+    the program is unchanged: one replaced by a static binary is refused."""
+    prog = tmp_path / "prog"
+    shutil.copy(unreachable["dynamic"], prog)
+    script = f"{prog} {om.path}/x && {prog} {om.path}/x && cp {unreachable['static']} {prog} " \
+             f"&& {prog} {om.path}/x"
+    res = om.sh(script, check=False)
+    assert res.stdout.splitlines() == ["0", "0"]
+    assert res.returncode == 126 and "statically linked" in res.stderr
+
+
 def test_disable_runs_one_command_without_the_shim(om: Intercept) -> None:
     out = om.sh(f"mkdir {om.path}/d && OBJMOUNT_DISABLE=1 sh -c "
                 f"'ls {om.path} 2>/dev/null || echo unreachable; echo \"$LD_PRELOAD\"'; "

@@ -60,12 +60,15 @@ def sample_loop(loop: str, paths: str, variant: str) -> float:
     return float(out[0])
 
 
-def sample_python(variant: str) -> float:
-    argv = [sys.executable, "-c", f"import {IMPORTS}"]
+def sample_start(argv: list[str], variant: str) -> float:
     env = variant_env(variant)
     start = perf_counter()
     subprocess.run(argv, env=env, check=True)
     return perf_counter() - start
+
+
+PYTHON_IMPORTS = [sys.executable, "-c", f"import {IMPORTS}"]
+TRUE = ["/bin/true"]
 
 
 def main(argv: list[str]) -> int:
@@ -76,15 +79,19 @@ def main(argv: list[str]) -> int:
                                capture_output=True, text=True, check=True).stdout
         expect_shim(variant, check, "python")
         sample_loop(loop, paths, variant)  # warms the page and dentry caches
-        sample_python(variant)
+        sample_start(PYTHON_IMPORTS, variant)
     samples: dict[str, dict[str, list[float]]] = {
-        "loop": {v: [] for v in VARIANTS}, "python": {v: [] for v in VARIANTS}}
+        key: {v: [] for v in VARIANTS} for key in ("loop", "python", "true")}
     for i in range(reps):
         order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
         for variant in order:
             samples["loop"][variant].append(sample_loop(loop, paths, variant))
         for variant in order:
-            samples["python"][variant].append(sample_python(variant))
+            samples["python"][variant].append(sample_start(PYTHON_IMPORTS, variant))
+        for variant in order:
+            # Tiny: the median of 10 starts is one sample.
+            samples["true"][variant].append(statistics.median(
+                sample_start(TRUE, variant) for _ in range(10)))
     print(json.dumps(samples))
     return 0
 
@@ -103,7 +110,8 @@ class Overhead:
 
 def summarize(samples: dict[str, dict[str, list[float]]], n_files: int) -> list[Overhead]:
     labels = {"loop": f"lstat+open+read+close of {n_files} files under /usr, in one process",
-              "python": f"python3 start-up importing {len(IMPORTS.split(','))} modules"}
+              "python": f"python3 start-up importing {len(IMPORTS.split(','))} modules",
+              "true": "start of /bin/true (fork + exec + exit)"}
     return [Overhead(labels[key], statistics.median(s["without"]), statistics.median(s["with"]),
                      len(s["with"])) for key, s in samples.items()]
 

@@ -37,6 +37,7 @@ AT_SYMLINK_NOFOLLOW = 0x100
 AT_EACCESS = 0x200
 NFS_SUPER_MAGIC = 0x6969  # gnulib's fts must not trust directory link counts here
 _LISTING_PAGE = 96 * 1024
+_EXEC_VERDICT_TTL = 60.0  # seconds; the shim also checks the program is unchanged
 
 
 @dataclass(frozen=True)
@@ -632,7 +633,30 @@ class Handlers:
                            "use a FUSE mount (objmount mount), or OBJMOUNT_DISABLE=1 to "
                            "run it anyway")
                 return Answer(p.reply(errno.EPERM, message.encode()))
+        if not is_vpath:
+            self._publish_reachable(path)
         return ok(os.fsencode(local), interpreter)
+
+    def _publish_reachable(self, path: bytes) -> None:
+        """Let shims skip asking about this local program again while it is unchanged.
+        Only plain ELF programs: a setuid/setgid one's verdict depends on the caller's
+        ids, a script's on its interpreter."""
+        key = normalized(p.EXEC_VERDICT_KEY + path)
+        if key is None or not path.startswith(b"/"):
+            return
+        seen = self.page.changes
+        try:
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                elf = f.read(4) == b"\x7fELF"
+        except OSError:
+            return
+        if not elf or not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            return
+        attr = Attr(ino=st.st_ino, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
+                    size=st.st_size, atime_ns=0, mtime_ns=st.st_mtime_ns,
+                    ctime_ns=st.st_ctime_ns, nlink=st.st_nlink)
+        self.page.put(key, attr, _EXEC_VERDICT_TTL, seen_changes=seen)
 
     def _exec_copy(self, found: Found) -> Path:
         """A local, executable copy of the object: the kernel and ld.so read programs

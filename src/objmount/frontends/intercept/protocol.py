@@ -25,6 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 2
+# Prefix of the shared-table keys of "this local program is reachable" verdicts (C:
+# OM_EXEC_KEY): the shim reuses one while the program's inode is unchanged.
+EXEC_VERDICT_KEY = b"/\x01exec"
 
 # A frame is at most this long: the socket is SOCK_SEQPACKET, whose messages must fit
 # the send buffer, so large answers (listings) are paged.

@@ -129,7 +129,7 @@ class StatPage:
             expires = now + int(ttl * 1e9)
             last = self._published.get(directory)
             if (last is not None and last[0] == (self._changes, self._epoch)
-                    and now < last[1] - int(ttl * 5e8) and last[2] == items):
+                    and now < last[1] - int(ttl * 5e8) and _same(last[2], items)):
                 return
             self._published.pop(directory, None)
             self._published[directory] = ((self._changes, self._epoch), expires, items)
@@ -191,6 +191,13 @@ class StatPage:
 
     def mmap_size(self) -> int:
         return HEADER_SIZE + self.slots * SLOT_SIZE
+
+
+def _same(old: list[tuple[bytes, Attr]], new: list[tuple[bytes, Attr]]) -> bool:
+    """Attributes are immutable and replaced on every change: the same objects (``is``,
+    much cheaper than comparing fields) mean the same attributes."""
+    return len(old) == len(new) and all(
+        a is b and p == q for (p, a), (q, b) in zip(old, new, strict=True))
 
 
 def available() -> bool:
