@@ -938,8 +938,12 @@ static int normalize(const char *vpath, char *out, size_t outlen)
  * lookup, or its first stat of an object path would always be a question. */
 static void greet(void)
 {
+    static pid_t greeted; /* once per process: if it fails, requests will say why */
     sigset_t all, old;
     int saved = errno;
+    if (greeted == getpid())
+        return;
+    greeted = getpid();
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_mutex_lock(&g_conn_lock);
