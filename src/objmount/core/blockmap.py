@@ -22,6 +22,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import threading
 
 MAGIC = int.from_bytes(b"OBJMMAP1", "little")
 HEADER_SIZE = 64
@@ -36,6 +37,7 @@ class BlockMap:
         self.block_size = block_size
         self.remote_size = remote_size
         self._present: set[int] = set()
+        self._add_lock = threading.Lock()
         self._seq = 0
         self.memfd: int | None = None
         self._mem: mmap.mmap | None = None
@@ -71,12 +73,14 @@ class BlockMap:
 
     # -- changes ----------------------------------------------------------------------
     def add(self, block: int) -> None:
-        self._present.add(block)
-        if self._mem is not None and block < self._capacity:
-            pos = HEADER_SIZE + block // 8
-            self._mem[pos] |= 1 << (block % 8)
-            if self.complete():
-                self._publish()
+        # Fetch threads add blocks concurrently: one bit at a time in the shared byte.
+        with self._add_lock:
+            self._present.add(block)
+            if self._mem is not None and block < self._capacity:
+                pos = HEADER_SIZE + block // 8
+                self._mem[pos] |= 1 << (block % 8)
+                if self.complete():
+                    self._publish()
 
     def fill_all(self) -> None:
         self._present = set(range(self.blocks()))

@@ -17,6 +17,7 @@ import shutil
 import stat
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,10 @@ class Engine:
         self.open_dir = options.cache_dir / f"open-{os.getpid()}"
         self.open_dir.mkdir(exist_ok=True)
         self.unsaved_dir = options.cache_dir / "unsaved"
+        # Block fetches of every open file (on demand and ahead of sequential readers).
+        self._fetch_pool = ThreadPoolExecutor(options.read_concurrency,
+                                              thread_name_prefix="objmount-read")
+        self._read_ahead_blocks = options.read_ahead // options.block_size
 
     # ------------------------------------------------------------------ helpers ----
     def check(self) -> None:
@@ -368,12 +373,14 @@ class Engine:
             shared = self.options.shared_block_maps
             if new:
                 of = OpenFile(self.open_dir, self.options.block_size, 0, None,
-                              shared_map=shared)
+                              shared_map=shared, fetch_pool=self._fetch_pool,
+                              read_ahead_blocks=self._read_ahead_blocks)
                 of.data_dirty = True
             else:
                 size, etag = self._revalidate(inode)
                 of = OpenFile(self.open_dir, self.options.block_size, size, etag,
-                              shared_map=shared)
+                              shared_map=shared, fetch_pool=self._fetch_pool,
+                              read_ahead_blocks=self._read_ahead_blocks)
             inode.open_file = of
         elif (not new and not of.data_dirty and not of.meta_dirty
               and not of.external_writers):
@@ -524,7 +531,7 @@ class Engine:
         """Make bytes [start, end) of the object present in its cache file."""
         inode, of = self.open_file(fh)
         with of.lock:
-            of.ensure(self.ns.store(inode), inode.key, start, end)
+            of.ensure(self.ns.store(inode), inode.key, start, end, predict=True)
             self._keep_object_times(inode, of)
 
     def fill_all(self, fh: int) -> None:
@@ -744,4 +751,7 @@ class Engine:
                     self._upload(inode, of)
                 except Exception as exc:
                     self._keep_unsaved(inode, of, exc)
+            if of is not None:
+                of.settle()
+        self._fetch_pool.shutdown(wait=True)
         self.ns.shutdown()

@@ -18,14 +18,18 @@ back from the file (:meth:`adopt_external_writes`).
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import tempfile
 import threading
 import time
+from concurrent.futures import Executor, wait
 from pathlib import Path
 
 from objmount.core.blockmap import BlockMap
+from objmount.core.prefetch import BlockFetcher, ReadAhead
 from objmount.errors import FsError
 from objmount.store.base import ObjectStore
 from objmount.store.fdio import write_at
@@ -35,8 +39,11 @@ log = logging.getLogger(__name__)
 
 class OpenFile:
     def __init__(self, cache_dir: Path, block_size: int, remote_size: int,
-                 etag: str | None, *, shared_map: bool = False) -> None:
+                 etag: str | None, *, shared_map: bool = False,
+                 fetch_pool: Executor | None = None, read_ahead_blocks: int = 0) -> None:
         self.lock = threading.RLock()
+        self.readahead = ReadAhead(read_ahead_blocks)
+        self._fetcher = BlockFetcher(fetch_pool, self._present)
         fd, name = tempfile.mkstemp(prefix="open-", dir=cache_dir)
         self.fd = fd
         self.path = Path(name)
@@ -57,17 +64,47 @@ class OpenFile:
         return self.blocks.remote_size
 
     # -- filling ----------------------------------------------------------------------
-    def ensure(self, store: ObjectStore, key: str, start: int, end: int) -> None:
-        """Make bytes [start, end) of the remote object present in the cache file."""
-        bs = self.blocks.block_size
-        for block in self.blocks.missing(start, end):
-            lo = block * bs
-            hi = min(lo + bs, self.remote_size)
-            data = store.get_range(key, lo, hi, etag=self.etag)
-            if len(data) != hi - lo:
-                raise OSError(5, f"short read of {key}: {len(data)} of {hi - lo} bytes")
-            self._fill(data, lo)
-            self.blocks.add(block)
+    def ensure(self, store: ObjectStore, key: str, start: int, end: int, *,
+               predict: bool = False) -> None:
+        """Make bytes [start, end) of the remote object present in the cache file.
+        ``predict``: a program's read; blocks ahead of it are fetched in the background
+        when it reads sequentially (:mod:`objmount.core.prefetch`)."""
+        fetch = functools.partial(self._fetch_block, store, key, self.etag)
+        needed = self.blocks.missing(start, end)
+        ahead_of_us = self._fetcher.in_flight_of(needed)  # fetched ahead for an earlier read
+        waiting = self._fetcher.start(needed, fetch)
+        end = min(end, self.remote_size)
+        if predict and end > start and self.readahead.max_blocks:
+            bs, total = self.blocks.block_size, self.blocks.blocks()
+            ahead = self.readahead.advise(start // bs, (end - 1) // bs + 1)
+            self._fetcher.start([b for b in ahead if b < total and b not in self.blocks], fetch)
+        wait(waiting)
+        # A read-ahead that failed is this read's to try again; its own errors are final.
+        again = [b for b, f in zip(needed, waiting, strict=True)
+                 if f.exception() is not None and b in ahead_of_us]
+        if again:
+            self._fetcher.get(again, fetch)
+        for block, future in zip(needed, waiting, strict=True):
+            if block not in again:
+                future.result()
+
+    def _fetch_block(self, store: ObjectStore, key: str, etag: str | None, block: int) -> None:
+        """One block from the store into the cache file (on a fetch thread: no self.lock;
+        whatever else changes the file settles the fetches first)."""
+        lo = block * self.blocks.block_size
+        hi = min(lo + self.blocks.block_size, self.remote_size)
+        data = store.get_range(key, lo, hi, etag=etag)
+        if len(data) != hi - lo:
+            raise OSError(errno.EIO, f"short read of {key}: {len(data)} of {hi - lo} bytes")
+        self._fill(data, lo)
+        self.blocks.add(block)
+
+    def _present(self, block: int) -> bool:
+        return block in self.blocks
+
+    def settle(self) -> None:
+        """No fetch in flight: before anything else changes the cache file or its map."""
+        self._fetcher.settle()
 
     def _fill(self, data: bytes, offset: int) -> None:
         try:
@@ -80,6 +117,7 @@ class OpenFile:
         """Copy the whole remote object: needed before the first change of its bytes."""
         if not self.blocks.missing(0, self.remote_size):
             return
+        self.settle()
         if self.blocks.empty():
             store.download(key, self.fd, etag=self.etag)
             self.blocks.fill_all()
@@ -92,7 +130,7 @@ class OpenFile:
             end = min(offset + size, self.size)
             if end <= offset:
                 return b""
-            self.ensure(store, key, offset, end)
+            self.ensure(store, key, offset, end, predict=True)
             return os.pread(self.fd, end - offset, offset)
 
     def write(self, store: ObjectStore, key: str, offset: int, data: bytes) -> int:
@@ -109,6 +147,7 @@ class OpenFile:
 
     def truncate(self, store: ObjectStore, key: str, size: int) -> None:
         with self.lock:
+            self.settle()
             if size > 0:
                 self.ensure_all(store, key)
             os.ftruncate(self.fd, size)
@@ -122,6 +161,7 @@ class OpenFile:
     def adopt_external_writes(self) -> os.stat_result:
         """Programs wrote the cache file directly: take its size, and mark it dirty."""
         with self.lock:
+            self.settle()
             st = os.fstat(self.fd)
             self.size = st.st_size
             self.blocks.truncate(st.st_size)
@@ -146,6 +186,7 @@ class OpenFile:
     def reset(self, remote_size: int, etag: str | None) -> None:
         """The object changed in the store and we hold no local change: start over."""
         with self.lock:
+            self.settle()
             self.blocks.reset(remote_size)
             os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, remote_size)
@@ -153,6 +194,7 @@ class OpenFile:
             self.etag = etag
 
     def close(self) -> None:
+        self.settle()
         self.blocks.close()
         self.path.unlink(missing_ok=True)
         os.close(self.fd)

@@ -21,6 +21,11 @@ class EngineOptions:
     negative_ttl: float = 1.0
     # On-demand read unit: large enough to amortise a request (~ms) at ~1 GiB/s.
     block_size: int = 8 * _MIB
+    # How far ahead of a sequential reader blocks are fetched, at most (the window
+    # starts at one block and doubles), and how many block GETs run at once, for all
+    # open files together. Memory in flight is at most read_concurrency x block_size.
+    read_ahead: int = 64 * _MIB
+    read_concurrency: int = 8
     # Parallel HEADs while listing a directory (LIST carries no user metadata).
     metadata_concurrency: int = 32
     # Publish each open file's block map in shared memory (the interception daemon's

@@ -1,0 +1,118 @@
+"""Read prediction: how far ahead of a reader to fetch, and fetching blocks concurrently.
+
+:class:`ReadAhead` watches the reads of one open file. A read that starts where the
+previous one ended — or inside what was fetched ahead for it (a program that reads
+cached bytes without asking, as under interception, is only seen when it reaches a
+missing block) — is sequential, and the window of blocks fetched ahead doubles, from one
+block up to ``max_blocks``; any other read resets it to nothing, so random access fetches
+only the blocks it touches.
+
+:class:`BlockFetcher` runs the fetches of one open file on a shared, bounded pool (the
+store clients release the GIL while they wait for the network) and remembers which are
+in flight, so that a read of a block already on its way waits for it instead of asking
+again. Whatever changes the file other than a fetch (a reset, a truncate, a write, a
+close) first calls :meth:`BlockFetcher.settle`, so no fetched bytes land after it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, wait
+
+
+class ReadAhead:
+    def __init__(self, max_blocks: int) -> None:
+        self.max_blocks = max(0, max_blocks)
+        self.window = 0  # blocks fetched ahead at the last read
+        self._next = -1  # block just after the last read
+        self._ahead_end = -1  # block just after what was fetched ahead of it
+
+    def advise(self, first: int, end: int) -> range:
+        """A read of blocks [first, end): the blocks to fetch ahead of it."""
+        if self._next >= 0 and self._next - 1 <= first <= max(self._next, self._ahead_end):
+            self.window = min(max(1, self.window * 2), self.max_blocks)
+        else:
+            self.window = 0
+        self._next = end
+        ahead = range(end, end + self.window)
+        self._ahead_end = ahead.stop
+        return ahead
+
+
+Fetch = Callable[[int], None]
+_DONE: Future[None] = Future()
+_DONE.set_result(None)
+
+
+class BlockFetcher:
+    """Concurrent fetches of the blocks of one cache file. A ``fetch(block)`` fetches one
+    block and records it present (``present(block)`` then says so); it runs on ``pool``,
+    or inline without one."""
+
+    def __init__(self, pool: Executor | None, present: Callable[[int], bool]) -> None:
+        self._pool = pool
+        self._present = present  # a fetch marks its block present before it completes
+        # Reentrant: a future that is already done runs its callback in the caller.
+        self._lock = threading.RLock()
+        self._inflight: dict[int, Future[None]] = {}
+
+    def start(self, blocks: Iterable[int], fetch: Fetch) -> list[Future[None]]:
+        """Fetch ``blocks`` in the background (those not already on their way); the
+        futures of all of them."""
+        futures: list[Future[None]] = []
+        with self._lock:
+            for block in blocks:
+                future = self._inflight.get(block)
+                if future is None and self._present(block):
+                    future = _DONE  # fetched since the caller looked
+                # A failed fetch whose callback has not run yet is no fetch in flight.
+                elif future is None or (future.done() and future.exception() is not None):
+                    future = self._submit(block, fetch)
+                futures.append(future)
+        return futures
+
+    def in_flight_of(self, blocks: Iterable[int]) -> set[int]:
+        """Which of ``blocks`` are being fetched now."""
+        with self._lock:
+            return {b for b in blocks if b in self._inflight and not self._inflight[b].done()}
+
+    def _submit(self, block: int, fetch: Fetch) -> Future[None]:
+        if self._pool is None:
+            done: Future[None] = Future()
+            try:
+                fetch(block)
+                done.set_result(None)
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
+        future = self._pool.submit(fetch, block)
+        self._inflight[block] = future
+        future.add_done_callback(functools.partial(self._done, block))
+        return future
+
+    def _done(self, block: int, future: Future[None]) -> None:
+        with self._lock:
+            if self._inflight.get(block) is future:
+                del self._inflight[block]
+
+    def get(self, blocks: Iterable[int], fetch: Fetch) -> None:
+        """Fetch ``blocks`` (concurrently) and wait for them; raise the first error."""
+        futures = self.start(blocks, fetch)
+        wait(futures)
+        for future in futures:
+            future.result()
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def settle(self) -> None:
+        """Wait until no fetch is in flight (their errors are the readers' business)."""
+        while True:
+            with self._lock:
+                pending = list(self._inflight.values())
+            if not pending:
+                return
+            wait(pending)

@@ -1,0 +1,181 @@
+"""Read prediction: the window ahead of a sequential reader, concurrent block fetches,
+and the safety rules around them, asserted on the requests an in-memory store receives."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from objmount.core.openfile import OpenFile
+from objmount.core.prefetch import ReadAhead
+from objmount.errors import StoreError
+from objmount.store.memory import MemoryStore
+
+BLOCK = 4096
+BLOCKS = 64
+
+
+class WatchedStore(MemoryStore):
+    """A MemoryStore that records each range GET, can hold them at a gate, can fail one
+    block once, and measures how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[tuple[int, int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.delay = 0.0
+        self.fail_once: set[int] = set()
+        self.running = 0
+        self.most_running = 0
+        self._watch = threading.Lock()
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        with self._watch:
+            self.ranges.append((start, end))
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            failing = start // BLOCK in self.fail_once
+            self.fail_once.discard(start // BLOCK)
+        try:
+            self.gate.wait(10)
+            time.sleep(self.delay)
+            if failing:
+                raise StoreError(f"injected failure of block {start // BLOCK}")
+            return super().get_range(key, start, end, etag)
+        finally:
+            with self._watch:
+                self.running -= 1
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(8) as executor:
+        yield executor
+
+
+@pytest.fixture
+def store() -> WatchedStore:
+    s = WatchedStore()
+    s.put("obj", bytes(random.Random(7).randbytes(BLOCK * BLOCKS)), {})
+    return s
+
+
+def open_file(tmp_path: Path, store: WatchedStore, pool: ThreadPoolExecutor | None,
+              ahead: int = 8) -> OpenFile:
+    info = store.head("obj")
+    return OpenFile(tmp_path, BLOCK, info.size, info.etag, fetch_pool=pool,
+                    read_ahead_blocks=ahead)
+
+
+def test_window_doubles_for_sequential_reads_and_resets_on_a_jump() -> None:
+    ra = ReadAhead(8)
+    windows = [len(ra.advise(b, b + 1)) for b in range(6)]
+    assert windows == [0, 1, 2, 4, 8, 8]
+    assert len(ra.advise(40, 41)) == 0  # a jump: random access fetches nothing ahead
+    assert len(ra.advise(3, 4)) == 0
+    # A reader that skipped the blocks it found cached lands inside the window: sequential.
+    ra = ReadAhead(8)
+    ra.advise(0, 1)
+    ahead = ra.advise(1, 2)
+    assert len(ra.advise(ahead.stop, ahead.stop + 1)) == 2
+
+
+def test_sequential_read_fetches_each_block_once_and_ahead(tmp_path: Path, store: WatchedStore,
+                                                            pool: ThreadPoolExecutor) -> None:
+    of = open_file(tmp_path, store, pool)
+    expected = store.get("obj")
+    got = b"".join(of.read(store, "obj", off, 1024) for off in range(0, BLOCK * BLOCKS, 1024))
+    of.settle()
+    assert got == expected
+    starts = sorted(lo for lo, _ in store.ranges)
+    assert starts == [b * BLOCK for b in range(BLOCKS)]  # every block once, none twice
+    # Ahead of the reader: after reading block 9, blocks up to 9 + 8 were fetched.
+    store.ranges.clear()
+    of2 = open_file(tmp_path, store, pool)
+    for off in range(0, 10 * BLOCK, 1024):
+        of2.read(store, "obj", off, 1024)
+    of2.settle()
+    assert max(lo for lo, _ in store.ranges) // BLOCK == 9 + 8
+    of.close()
+    of2.close()
+
+
+def test_random_reads_fetch_only_what_they_touch(tmp_path: Path, store: WatchedStore,
+                                                 pool: ThreadPoolExecutor) -> None:
+    of = open_file(tmp_path, store, pool)
+    touched = [37, 5, 60, 12, 33, 2, 50]
+    for block in touched:
+        of.read(store, "obj", block * BLOCK + 100, 200)
+    of.settle()
+    assert sorted(lo // BLOCK for lo, _ in store.ranges) == sorted(touched)
+    of.close()
+
+
+def test_fetches_run_concurrently_and_within_the_pool(tmp_path: Path, store: WatchedStore,
+                                                      pool: ThreadPoolExecutor) -> None:
+    store.delay = 0.02
+    of = open_file(tmp_path, store, pool)
+    for off in range(0, BLOCK * BLOCKS, BLOCK):
+        of.read(store, "obj", off, BLOCK)
+    of.settle()
+    assert 2 <= store.most_running <= 8
+    # A whole-file fill (before a write) asks for every missing block at once.
+    store.most_running = 0
+    of2 = open_file(tmp_path, store, pool)
+    of2.read(store, "obj", 0, 1)
+    of2.ensure(store, "obj", 0, BLOCK * BLOCKS)
+    assert store.most_running >= 2
+    of.close()
+    of2.close()
+
+
+def test_without_a_pool_reads_fetch_inline(tmp_path: Path, store: WatchedStore) -> None:
+    of = open_file(tmp_path, store, None, ahead=0)
+    assert of.read(store, "obj", BLOCK * 3, 10) == store.get("obj")[BLOCK * 3:BLOCK * 3 + 10]
+    assert [lo // BLOCK for lo, _ in store.ranges] == [3]
+    of.close()
+
+
+def test_a_failed_read_ahead_is_fetched_again_by_the_read(tmp_path: Path, store: WatchedStore,
+                                                          pool: ThreadPoolExecutor) -> None:
+    store.fail_once = {6}
+    of = open_file(tmp_path, store, pool)
+    got = b"".join(of.read(store, "obj", off, BLOCK) for off in range(0, BLOCK * 12, BLOCK))
+    assert got == store.get("obj")[:BLOCK * 12]
+    assert [lo // BLOCK for lo, _ in store.ranges].count(6) == 2
+    of.close()
+
+
+def test_changes_wait_for_fetches_in_flight(tmp_path: Path, store: WatchedStore,
+                                            pool: ThreadPoolExecutor) -> None:
+    """No fetched bytes land after a reset, a truncate or a close: they wait."""
+    of = open_file(tmp_path, store, pool)
+    for off in range(0, 3 * BLOCK, BLOCK):
+        of.read(store, "obj", off, BLOCK)  # the window is open: blocks ahead are fetched
+    of.settle()
+    assert 7 not in of.blocks
+    store.gate.clear()
+    # Hold the next read (and the read-ahead it starts) at the gate, then reset.
+    reader = threading.Thread(target=of.read, args=(store, "obj", 7 * BLOCK, BLOCK))
+    reader.start()
+    time.sleep(0.05)
+    assert store.running > 0
+    resetter = threading.Thread(target=of.reset, args=(BLOCK * BLOCKS, "other-etag"))
+    resetter.start()
+    time.sleep(0.1)
+    assert resetter.is_alive()  # waiting for the fetches
+    store.gate.set()
+    reader.join(10)
+    resetter.join(10)
+    assert not resetter.is_alive()
+    assert of.blocks.empty() and store.running == 0
+    assert os.pread(of.fd, BLOCK, 8 * BLOCK) == bytes(BLOCK)  # nothing landed after
+    of.close()
