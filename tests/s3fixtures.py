@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from objmount.server import (
     weed_binary,
 )
 
-__all__ = ["bucket", "isolated_aws_env", "s3_client", "s3_env", "s3_server"]
+__all__ = ["bucket", "isolated_aws_env", "s3_client", "s3_env", "s3_server", "server_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +114,21 @@ def s3_env(s3_server: ServerInfo, isolated_aws_env: Path) -> dict[str, str]:
         "AWS_CONFIG_FILE": str(isolated_aws_env / "config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(isolated_aws_env / "credentials"),
     }
+
+
+_REQUEST_METRIC = re.compile(
+    r'^SeaweedFS_s3_request_total\{bucket="([^"]*)",code="(\d+)",type="(\w+)"\} (\d+)$',
+    re.MULTILINE)
+
+
+def server_requests(server: ServerInfo, bucket: str | None = None) -> Counter[str]:
+    """Requests the server has answered since it started, by its request type (it counts
+    HEAD as GET) and status code, e.g. ``"GET 404"``: what a client cannot under-count."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    counts: Counter[str] = Counter()
+    for m in _REQUEST_METRIC.finditer(text):
+        if bucket is None or m.group(1) == bucket:
+            counts[f"{m.group(3)} {m.group(2)}"] += int(m.group(4))
+    return counts

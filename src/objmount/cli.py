@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -95,13 +96,21 @@ def _intercept_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging (-vv for debug); tracebacks on errors")
-    common.add_argument("--log-file", type=Path, help="write the log to this file")
+    def logging_args(defaults: bool) -> argparse.ArgumentParser:
+        # The subcommands' copies have no defaults: theirs would overwrite what was given
+        # before the subcommand (`objmount -v mount ...`).
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("-v", "--verbose", action="count",
+                            default=0 if defaults else argparse.SUPPRESS,
+                            help="more logging (-vv for debug); tracebacks on errors")
+        common.add_argument("--log-file", type=Path,
+                            default=None if defaults else argparse.SUPPRESS,
+                            help="write the log to this file")
+        return common
 
+    common = logging_args(defaults=False)
     parser = argparse.ArgumentParser(
-        prog="objmount", parents=[common],
+        prog="objmount", parents=[logging_args(defaults=True)],
         description="Use S3 object storage as first-class POSIX file storage.")
     parser.add_argument("--version", action="version", version=f"objmount {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -142,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the interception daemons: status, stop (serve is internal)")
     d.add_argument("action", choices=["status", "stop", "serve"])
     d.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+
+    st = sub.add_parser("status", parents=[common],
+                        help="running mounts and interception daemons: cache, reads, requests",
+                        description="Each running mount and interception daemon of this user: "
+                        "what it serves, its cache, how reads found their data, and the "
+                        "requests and bytes it sent to the store since it started. Exits 3 "
+                        "when none is running.")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("server", parents=[common], help="the embedded S3 server (SeaweedFS)")
     s.add_argument("action", choices=["start", "stop", "status"])
@@ -258,6 +275,19 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from objmount.frontends import status
+
+    reports = list(status.running())
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    elif not reports:
+        print("no objmount mount or interception daemon is running")
+    else:
+        print("\n\n".join(status.render(r) for r in reports))
+    return 0 if reports else 3
+
+
 def _account_for_settings(settings: DaemonSettings) -> Account:
     from objmount.store.s3 import S3Account
 
@@ -302,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.log_file)
     handlers = {"mount": cmd_mount, "umount": cmd_umount, "server": cmd_server,
-                "run": cmd_run, "shell": cmd_shell, "daemon": cmd_daemon}
+                "run": cmd_run, "shell": cmd_shell, "daemon": cmd_daemon,
+                "status": cmd_status}
     try:
         return handlers[args.command](args)
     except (ObjmountError, OSError) as exc:

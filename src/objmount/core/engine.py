@@ -28,6 +28,7 @@ from objmount.core.names import dir_prefix, join_key, valid_name
 from objmount.core.namespace import DirEntry, MountRoot, Namespace
 from objmount.core.openfile import OpenFile
 from objmount.core.options import EngineOptions
+from objmount.core.prefetch import ReadCounters
 from objmount.errors import FsError, NoSuchKey, StoreError
 from objmount.store.base import Account
 
@@ -97,6 +98,7 @@ class Engine:
         self._fetch_pool = ThreadPoolExecutor(options.read_concurrency,
                                               thread_name_prefix="objmount-read")
         self._read_ahead_blocks = options.read_ahead // options.block_size
+        self.read_counters = ReadCounters()
 
     # ------------------------------------------------------------------ helpers ----
     def check(self) -> None:
@@ -374,13 +376,15 @@ class Engine:
             if new:
                 of = OpenFile(self.open_dir, self.options.block_size, 0, None,
                               shared_map=shared, fetch_pool=self._fetch_pool,
-                              read_ahead_blocks=self._read_ahead_blocks)
+                              read_ahead_blocks=self._read_ahead_blocks,
+                              read_counters=self.read_counters)
                 of.data_dirty = True
             else:
                 size, etag = self._revalidate(inode)
                 of = OpenFile(self.open_dir, self.options.block_size, size, etag,
                               shared_map=shared, fetch_pool=self._fetch_pool,
-                              read_ahead_blocks=self._read_ahead_blocks)
+                              read_ahead_blocks=self._read_ahead_blocks,
+                              read_counters=self.read_counters)
             inode.open_file = of
         elif (not new and not of.data_dirty and not of.meta_dirty
               and not of.external_writers):

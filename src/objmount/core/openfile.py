@@ -29,7 +29,7 @@ from concurrent.futures import Executor, wait
 from pathlib import Path
 
 from objmount.core.blockmap import BlockMap
-from objmount.core.prefetch import BlockFetcher, ReadAhead
+from objmount.core.prefetch import BlockFetcher, ReadAhead, ReadCounters
 from objmount.errors import FsError
 from objmount.store.base import ObjectStore
 from objmount.store.fdio import write_at
@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 class OpenFile:
     def __init__(self, cache_dir: Path, block_size: int, remote_size: int,
                  etag: str | None, *, shared_map: bool = False,
-                 fetch_pool: Executor | None = None, read_ahead_blocks: int = 0) -> None:
+                 fetch_pool: Executor | None = None, read_ahead_blocks: int = 0,
+                 read_counters: ReadCounters | None = None) -> None:
         self.lock = threading.RLock()
+        self._read_counters = read_counters
         self.readahead = ReadAhead(read_ahead_blocks)
         self._fetcher = BlockFetcher(fetch_pool, self._present)
         fd, name = tempfile.mkstemp(prefix="open-", dir=cache_dir)
@@ -72,6 +74,8 @@ class OpenFile:
         fetch = functools.partial(self._fetch_block, store, key, self.etag)
         needed = self.blocks.missing(start, end)
         ahead_of_us = self._fetcher.in_flight_of(needed)  # fetched ahead for an earlier read
+        if predict and self._read_counters is not None:
+            self._read_counters.count(len(needed), len(ahead_of_us))
         waiting = self._fetcher.start(needed, fetch)
         end = min(end, self.remote_size)
         if predict and end > start and self.readahead.max_blocks:

@@ -41,6 +41,28 @@ class ReadAhead:
         return ahead
 
 
+class ReadCounters:
+    """How programs' reads found their blocks, over all open files: ``hits`` present,
+    ``ahead`` on their way already (read-ahead), ``misses`` fetched for the read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hits = self.ahead = self.misses = 0
+
+    def count(self, needed: int, in_flight: int) -> None:
+        with self._lock:
+            if not needed:
+                self.hits += 1
+            elif needed == in_flight:
+                self.ahead += 1
+            else:
+                self.misses += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"hits": self.hits, "ahead": self.ahead, "misses": self.misses}
+
+
 Fetch = Callable[[int], None]
 _DONE: Future[None] = Future()
 _DONE.set_result(None)

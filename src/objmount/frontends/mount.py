@@ -24,6 +24,7 @@ import trio
 from objmount import paths
 from objmount.core.engine import Engine, EngineOptions, MountRoot
 from objmount.errors import ConfigError, ObjmountError
+from objmount.frontends import status
 from objmount.frontends.fuse_ops import FuseOperations
 from objmount.store.base import Account
 
@@ -108,10 +109,13 @@ def serve(req: MountRequest, make_account: Callable[[], Account],
     pid_path = pid_file(req.mountpoint)
     pid_path.write_text(f"{os.getpid()}\n")
     log.info("mounted %s", req.mountpoint)
+    publisher = status.Publisher("mount", str(req.mountpoint), status.describe_root(req.root),
+                                 engine).start()
     ready("ok")
     try:
         trio.run(_serve, ops)
     finally:
+        publisher.stop()
         # After fusermount3 -u the kernel side is gone already; after a signal it is not.
         pyfuse3.close(unmount=True)
         engine.shutdown()

@@ -34,6 +34,7 @@ from objmount.errors import (
     TransientStoreError,
 )
 from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.counters import RequestCounters
 from objmount.store.fdio import read_chunks, read_exactly, write_at
 from objmount.store.retry import RetryPolicy
 
@@ -130,13 +131,20 @@ class S3ObjectStore:
     def _call(self, what: str, fn: Callable[[], T],
               classify: Callable[[Exception, str], StoreError] = _botocore_error) -> T:
         """One request under the retry policy, its errors turned into StoreErrors."""
+        counters = self._account.counters
+
         def attempt() -> T:
             try:
-                return fn()
-            except StoreError:
+                result = fn()
+            except StoreError as exc:
+                counters.request(what, failed=isinstance(exc, TransientStoreError))
                 raise
             except Exception as exc:
-                raise classify(exc, what) from exc
+                error = classify(exc, what)
+                counters.request(what, failed=isinstance(error, TransientStoreError))
+                raise error from exc
+            counters.request(what)
+            return result
         return self._retry.call(what, attempt)
 
     def _obcall(self, what: str, fn: Callable[[], T]) -> T:
@@ -184,11 +192,14 @@ class S3ObjectStore:
 
     def get(self, key: str) -> bytes:
         if obstore_can_address(key):
-            return bytes(self._obcall(f"GET {key}",
+            data = bytes(self._obcall(f"GET {key}",
                                       lambda: obstore.get(self._obstore(), key).bytes()))
-        resp = self._call(f"GET {key}",
-                          lambda: self._client.get_object(Bucket=self.bucket, Key=key))
-        return bytes(resp["Body"].read())
+        else:
+            resp = self._call(f"GET {key}",
+                              lambda: self._client.get_object(Bucket=self.bucket, Key=key))
+            data = bytes(resp["Body"].read())
+        self._account.counters.received(len(data))
+        return data
 
     def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         if end <= start:
@@ -197,15 +208,18 @@ class S3ObjectStore:
             options: dict[str, Any] = {"range": (start, end)}
             if etag:
                 options["if_match"] = etag
-            return bytes(self._obcall(
+            data = bytes(self._obcall(
                 f"GET {key} [{start}:{end})",
                 lambda: obstore.get(self._obstore(), key, options=options).bytes()))  # type: ignore[arg-type]
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
-                                  "Range": f"bytes={start}-{end - 1}"}
-        if etag:
-            kwargs["IfMatch"] = etag
-        resp = self._call(f"GET {key}", lambda: self._client.get_object(**kwargs))
-        return bytes(resp["Body"].read())
+        else:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
+                                      "Range": f"bytes={start}-{end - 1}"}
+            if etag:
+                kwargs["IfMatch"] = etag
+            resp = self._call(f"GET {key}", lambda: self._client.get_object(**kwargs))
+            data = bytes(resp["Body"].read())
+        self._account.counters.received(len(data))
+        return data
 
     def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         def fetch() -> ObjectInfo:
@@ -216,6 +230,7 @@ class S3ObjectStore:
             for chunk in result.stream(min_chunk_size=8 * _MIB):
                 write_at(dest_fd, memoryview(chunk), offset)
                 offset += len(chunk)
+                self._account.counters.received(len(chunk))
             return ObjectInfo(key, int(meta["size"]), str(meta["e_tag"] or ""),
                               _mtime_ns(meta["last_modified"]), has_metadata=False)
 
@@ -228,12 +243,15 @@ class S3ObjectStore:
     def put(self, key: str, data: bytes, metadata: Mapping[str, str],
             content_type: str = "") -> str:
         if obstore_can_address(key):
-            return self._obput(key, lambda: data, metadata, content_type, multipart=False)
+            etag = self._obput(key, lambda: data, metadata, content_type, multipart=False)
+            self._account.counters.sent(len(data))
+            return etag
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
                                   "Metadata": dict(metadata)}
         if content_type:
             kwargs["ContentType"] = content_type
         resp = self._call(f"PUT {key}", lambda: self._client.put_object(**kwargs))
+        self._account.counters.sent(len(data))
         return str(resp.get("ETag", ""))
 
     def upload(self, key: str, source_fd: int, size: int, metadata: Mapping[str, str],
@@ -241,8 +259,10 @@ class S3ObjectStore:
         if size <= self._account.part_size or not obstore_can_address(key):
             return self.put(key, read_exactly(source_fd, 0, size), metadata, content_type)
         # Read by offset from the descriptor already open: the file is not opened again.
-        return self._obput(key, lambda: read_chunks(source_fd, size, self._account.part_size),
+        etag = self._obput(key, lambda: read_chunks(source_fd, size, self._account.part_size),
                            metadata, content_type, multipart=True)
+        self._account.counters.sent(size)
+        return etag
 
     def _obput(self, key: str, body: Callable[[], bytes | Iterator[bytes]],
                metadata: Mapping[str, str], content_type: str, *, multipart: bool) -> str:
@@ -371,6 +391,7 @@ class S3Account:
         )
         self._stores: dict[str, S3ObjectStore] = {}
         self._lock = threading.Lock()
+        self.counters = RequestCounters()
 
     def make_obstore(self, bucket: str) -> _ObStore:
         c = self.config
@@ -392,9 +413,14 @@ class S3Account:
     def list_buckets(self) -> list[str]:
         def call() -> Any:
             try:
-                return self.client.list_buckets()
+                resp = self.client.list_buckets()
             except Exception as exc:
-                raise _botocore_error(exc, "ListBuckets") from exc
+                error = _botocore_error(exc, "ListBuckets")
+                self.counters.request("ListBuckets",
+                                      failed=isinstance(error, TransientStoreError))
+                raise error from exc
+            self.counters.request("ListBuckets")
+            return resp
         resp = self.retry.call("ListBuckets", call)
         return sorted(str(b["Name"]) for b in resp.get("Buckets", []))
 

@@ -35,6 +35,7 @@ from objmount.core.engine import Engine, EngineOptions, MountRoot
 from objmount.core.metadata import Defaults
 from objmount.core.permissions import Caller
 from objmount.errors import ObjmountError, StoreError, to_errno
+from objmount.frontends import status
 from objmount.frontends.intercept import protocol as p
 from objmount.frontends.intercept import statpage
 from objmount.frontends.intercept.handlers import Answer, Client, Handlers
@@ -116,10 +117,13 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         log.info("serving %s (pid %d)", self.layout.socket, os.getpid())
+        publisher = status.Publisher("intercept", str(self.layout.socket),
+                                     status.describe_root(MountRoot()), engine).start()
         ready("ok")
         try:
             self._accept_loop(listener, objects)
         finally:
+            publisher.stop()
             listener.close()
             self.layout.socket.unlink(missing_ok=True)
             objects.close()
