@@ -413,19 +413,70 @@ def test_listing_is_reused_within_attr_timeout(account: MemoryAccount, store: Me
     lists, heads = store.requests["list"], store.requests["head"]
     assert names(eng, d) == ["a", "b"]
     assert (store.requests["list"], store.requests["head"]) == (lists, heads)
-    # Changes through this engine void the reuse...
+    # Changes through this engine show at once, in the listing kept...
     write_file(eng, d, "c", b"y")
     assert names(eng, d) == ["a", "b", "c"]
     eng.unlink(d, b"a")
     assert names(eng, d) == ["b", "c"]
     eng.rename(d, b"b", ROOT_INO, b"moved", 0)
+    lists = store.requests["list"]
     assert names(eng, d) == ["c"]
+    assert store.requests["list"] == lists
     # ... another client's change shows once the listing is older than attr_timeout.
     store.put("d/other", b"z", {})
     assert names(eng, d) == ["c"]
     later = time.monotonic() + 61
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert names(eng, d) == ["c", "other"]
+
+
+def test_a_create_in_a_listed_directory_asks_nothing_first(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    """A name a fresh listing does not show is absent: creating it costs its upload and
+    no lookup request (the listing plays the negative cache)."""
+    store.put("d/a", b"x", {})
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    assert names(eng, d) == ["a"]
+    before = dict(store.requests)
+    for i in range(10):
+        write_file(eng, d, f"new{i}", b"y")
+    asked = {op: n - before.get(op, 0) for op, n in store.requests.items()
+             if n != before.get(op, 0)}
+    assert set(asked) <= {"put", "upload"}, asked
+    assert errno_of(eng.lookup, d, b"never") == errno.ENOENT
+    assert store.requests.get("head", 0) == before.get("head", 0)
+
+
+def test_a_name_created_here_is_found_after_it_is_forgotten(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    """The listing learns of names made here: an inode forgotten (kernel FORGET, last
+    close) is looked up again, never taken for absent."""
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    d = eng.mkdir(ROOT_INO, b"d", 0o755, UID, GID).ino
+    assert names(eng, d) == []
+    fh, attr = eng.create(d, b"f", 0o644, os.O_WRONLY | os.O_CREAT, UID, GID)
+    eng.write(fh, 0, b"data")
+    eng.flush(fh)
+    eng.release(fh)
+    eng.forget(attr.ino, 1)
+    assert eng.lookup(d, b"f").size == 4
+
+
+def test_a_listing_is_trusted_for_absence_no_longer_than_negative_timeout(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another client's new object is missed for at most negative_timeout, as with a
+    negative lookup."""
+    store.put("d/a", b"x", {})
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=2.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    assert names(eng, d) == ["a"]
+    store.put("d/other", b"z", {})
+    assert errno_of(eng.lookup, d, b"other") == errno.ENOENT
+    later = time.monotonic() + 3
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert eng.lookup(d, b"other").size == 1
 
 
 def test_all_buckets_view(account: MemoryAccount, tmp_path: Path) -> None:
@@ -511,3 +562,28 @@ def test_two_clients_last_close_wins_whole(account: MemoryAccount, store: Memory
     assert store.get("f") == b"two"
     one.release(fh1)
     assert store.get("f") == b"from client one"  # whole, never a mix of the two
+
+
+def test_a_small_file_opens_with_one_request_that_brings_its_bytes(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    """Up to whole_file_size, open() revalidates with a GET of the whole object (no HEAD)
+    and reads need nothing more; a truncating open fetches nothing; larger objects open
+    with a HEAD and are read by range."""
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, whole_file_size=4096,
+                      block_size=4096)
+    store.put("small", b"s" * 4096, {})
+    store.put("large", b"L" * 8192, {})
+    small = eng.lookup(ROOT_INO, b"small").ino
+    large = eng.lookup(ROOT_INO, b"large").ino
+    store.requests.clear()
+    assert read_file(eng, small) == b"s" * 4096
+    assert store.requests == {"download": 1}
+    store.requests.clear()
+    assert read_file(eng, large) == b"L" * 8192
+    assert store.requests.get("download", 0) == 0 and store.requests["head"] == 1
+    store.requests.clear()
+    fh = eng.open(small, os.O_WRONLY | os.O_TRUNC)
+    eng.release(fh)
+    assert "download" not in store.requests
+    store.put("small", b"changed", {})  # close-to-open: the next open sees it
+    assert read_file(eng, small) == b"changed"

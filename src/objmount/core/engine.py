@@ -368,23 +368,44 @@ class Engine:
         self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         return info.size, info.etag
 
-    def _open_file(self, inode: Inode, *, new: bool = False) -> OpenFile:
-        """The shared cache file of ``inode``; opening revalidates (close-to-open)."""
+    def _new_open_file(self, size: int, etag: str | None) -> OpenFile:
+        return OpenFile(self.open_dir, self.options.block_size, size, etag,
+                        shared_map=self.options.shared_block_maps,
+                        fetch_pool=self._fetch_pool,
+                        read_ahead_blocks=self._read_ahead_blocks,
+                        read_counters=self.read_counters)
+
+    def _open_small(self, inode: Inode) -> OpenFile | None:
+        """A small object fetched whole by the one GET that also revalidates it (in
+        place of a HEAD, then a GET); None if it is not small as far as we know."""
+        if inode.attr.size > self.options.whole_file_size:
+            return None
+        of = self._new_open_file(0, None)
+        try:
+            info = self.ns.store(inode).download(inode.key, of.fd)
+        except BaseException:
+            of.close()
+            raise
+        of.adopt_download(info.size, info.etag)
+        _kind, attr = self.ns.object_attr(inode.ino, info)
+        self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+        return of
+
+    def _open_file(self, inode: Inode, *, new: bool = False,
+                   want_bytes: bool = True) -> OpenFile:
+        """The shared cache file of ``inode``; opening revalidates (close-to-open).
+        ``want_bytes``: False when the opener truncates, so a small object is not
+        fetched for nothing."""
         of = inode.open_file
         if of is None:
-            shared = self.options.shared_block_maps
             if new:
-                of = OpenFile(self.open_dir, self.options.block_size, 0, None,
-                              shared_map=shared, fetch_pool=self._fetch_pool,
-                              read_ahead_blocks=self._read_ahead_blocks,
-                              read_counters=self.read_counters)
+                of = self._new_open_file(0, None)
                 of.data_dirty = True
             else:
-                size, etag = self._revalidate(inode)
-                of = OpenFile(self.open_dir, self.options.block_size, size, etag,
-                              shared_map=shared, fetch_pool=self._fetch_pool,
-                              read_ahead_blocks=self._read_ahead_blocks,
-                              read_counters=self.read_counters)
+                of = self._open_small(inode) if want_bytes else None
+                if of is None:
+                    size, etag = self._revalidate(inode)
+                    of = self._new_open_file(size, etag)
             inode.open_file = of
         elif (not new and not of.data_dirty and not of.meta_dirty
               and not of.external_writers):
@@ -450,7 +471,7 @@ class Engine:
         if writable or flags & os.O_TRUNC:
             self._writable()
         with self._ns_lock:
-            of = self._open_file(inode)
+            of = self._open_file(inode, want_bytes=not (flags & os.O_TRUNC and writable))
         handle = _Handle(inode, flags, writable)
         fh = self._new_fh(handle)
         if flags & os.O_TRUNC and writable:

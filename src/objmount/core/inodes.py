@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,11 @@ class InodeTable:
         self._children: dict[tuple[int, str], Inode] = {}
         self._negative: dict[tuple[int, str], float] = {}
         # Per directory, a counter of changes to its entries in this table: a listing
-        # taken at one count is stale at another.
+        # sent at one count and answered at another may have missed a change.
         self._entry_changes: dict[int, int] = {}
+        # Told of each entry this table adds (True) or removes (False), under its lock:
+        # the namespace keeps its listings up to date with it.
+        self.on_entry_change: Callable[[int, str, bool], None] | None = None
         self._next_ino = ROOT_INO + 1
 
     def add_root(self, inode: Inode) -> None:
@@ -120,8 +124,10 @@ class InodeTable:
         with self.lock:
             return self._entry_changes.get(directory.ino, 0)
 
-    def _entries_changed(self, parent_ino: int) -> None:
+    def _entries_changed(self, parent_ino: int, name: str, present: bool) -> None:
         self._entry_changes[parent_ino] = self._entry_changes.get(parent_ino, 0) + 1
+        if self.on_entry_change is not None:
+            self.on_entry_change(parent_ino, name, present)
 
     def fresh(self, inode: Inode) -> bool:
         return inode.attr_expires > time.monotonic()
@@ -144,7 +150,9 @@ class InodeTable:
                 self._detach(old)
             inode.parent, inode.name = parent, name
             if not discovered and old is not inode:
-                self._entries_changed(parent.ino)
+                self._entries_changed(parent.ino, name, True)
+            elif self.on_entry_change is not None:
+                self.on_entry_change(parent.ino, name, True)  # news, not a change here
             self._children[(parent.ino, name)] = inode
             self._by_ino[inode.ino] = inode
             self._negative.pop((parent.ino, name), None)
@@ -152,7 +160,7 @@ class InodeTable:
     def unlink(self, parent: Inode, name: str) -> Inode | None:
         with self.lock:
             inode = self._children.pop((parent.ino, name), None)
-            self._entries_changed(parent.ino)
+            self._entries_changed(parent.ino, name, False)
             if inode is not None:
                 inode.unlinked = True
                 self._maybe_drop(inode)
@@ -165,7 +173,7 @@ class InodeTable:
             old_key = (inode.parent.ino, inode.name)
             if self._children.get(old_key) is inode:
                 del self._children[old_key]
-            self._entries_changed(inode.parent.ino)
+            self._entries_changed(inode.parent.ino, inode.name, False)
             self.set_negative(inode.parent, inode.name)
             self.link(new_parent, new_name, inode)
 
@@ -173,7 +181,7 @@ class InodeTable:
         assert inode.parent is not None
         if self._children.get((inode.parent.ino, inode.name)) is inode:
             del self._children[(inode.parent.ino, inode.name)]
-        self._entries_changed(inode.parent.ino)
+        self._entries_changed(inode.parent.ino, inode.name, False)
         inode.unlinked = True
         self._maybe_drop(inode)
 
@@ -201,8 +209,7 @@ class InodeTable:
         if inode.parent is not None:
             key = (inode.parent.ino, inode.name)
             if self._children.get(key) is inode:
-                del self._children[key]
-                self._entries_changed(inode.parent.ino)
+                del self._children[key]  # forgotten here, not gone from the store
         self._by_ino.pop(inode.ino, None)
         self._entry_changes.pop(inode.ino, None)
 

@@ -46,13 +46,15 @@ class DirEntry:
     offset: int  # the cookie to resume after this entry
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listing:
-    """A directory's entries as a LIST showed them, reused until ``expires``."""
+    """A directory's entries as a LIST showed them, with the entries made and removed
+    here since applied: reused until ``expires``, and trusted to say a name is absent
+    until ``absent_until`` (as a negative lookup would be)."""
 
     expires: float  # time.monotonic()
-    changes: int  # the directory's entry-change count when the LIST was sent
-    names: tuple[str, ...]
+    absent_until: float
+    names: set[str]
 
 
 class Namespace:
@@ -66,6 +68,7 @@ class Namespace:
         self._started_ns = time.time_ns()
         self._listings: dict[int, Listing] = {}
         self._listings_lock = threading.Lock()
+        self.table.on_entry_change = self._entry_changed
         if root.bucket is None:
             top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
                         virtual=Virtual.TOP)
@@ -156,6 +159,9 @@ class Namespace:
             return inode
         if inode is None and self.table.is_negative(parent, name):
             raise FsError(errno.ENOENT)
+        if inode is None and self.listed_absent(parent, name):
+            self.table.set_negative(parent, name)
+            raise FsError(errno.ENOENT)  # a create in a listed directory asks nothing
         found = self._resolve(parent, name)
         if found is None:
             if inode is not None:
@@ -212,11 +218,31 @@ class Namespace:
         if cached is not None:
             return cached
         changes = self.table.entry_changes(inode)  # before: a change meanwhile voids it
+        sent = time.monotonic()
         result = self._list_store(inode)
         if self.table.attr_ttl > 0:
-            self._remember_listing(inode, Listing(time.monotonic() + self.table.attr_ttl,
-                                                  changes, tuple(c.name for c in result)))
+            listing = Listing(sent + self.table.attr_ttl, sent + self.table.negative_ttl,
+                              {c.name for c in result})
+            with self.table.lock:  # the lock entry changes are announced under
+                if self.table.entry_changes(inode) == changes:
+                    self._remember_listing(inode, listing)
         return result
+
+    def _entry_changed(self, parent_ino: int, name: str, present: bool) -> None:
+        with self._listings_lock:
+            listing = self._listings.get(parent_ino)
+            if listing is not None:
+                if present:
+                    listing.names.add(name)
+                else:
+                    listing.names.discard(name)
+
+    def listed_absent(self, parent: Inode, name: str) -> bool:
+        """``name`` is in no listing of ``parent`` recent enough to trust for that."""
+        with self._listings_lock:
+            listing = self._listings.get(parent.ino)
+            return (listing is not None and listing.absent_until > time.monotonic()
+                    and name not in listing.names)
 
     def _remember_listing(self, inode: Inode, listing: Listing) -> None:
         with self._listings_lock:
@@ -236,11 +262,11 @@ class Namespace:
         still fresh; None: ask the store."""
         with self._listings_lock:
             listing = self._listings.get(inode.ino)
-        if listing is None or listing.expires < time.monotonic() \
-                or listing.changes != self.table.entry_changes(inode):
+            names = sorted(listing.names) if listing is not None else []
+        if listing is None or listing.expires < time.monotonic():
             return None
         children = []
-        for name in listing.names:
+        for name in names:
             child = self.table.child(inode, name)
             if child is None or not (self.table.fresh(child) or child.open_file is not None):
                 return None

@@ -187,6 +187,15 @@ class OpenFile:
             self.data_dirty = False
             self.meta_dirty = False
 
+    def adopt_download(self, remote_size: int, etag: str) -> None:
+        """The whole object was just written into the (new, empty) cache file."""
+        with self.lock:
+            os.ftruncate(self.fd, remote_size)
+            self.blocks.reset(remote_size)
+            self.blocks.fill_all()
+            self.size = remote_size
+            self.etag = etag
+
     def reset(self, remote_size: int, etag: str | None) -> None:
         """The object changed in the store and we hold no local change: start over."""
         with self.lock:

@@ -25,6 +25,9 @@ class EngineOptions:
     # starts at one block and doubles), and how many block GETs run at once, for all
     # open files together. Memory in flight is at most read_concurrency x block_size.
     read_ahead: int = 64 * _MIB
+    # Objects no larger than this (as last seen) are fetched whole when opened, by the
+    # GET that also revalidates them: one request instead of a HEAD and a GET.
+    whole_file_size: int = 1 * _MIB
     read_concurrency: int = 8
     # Parallel HEADs while listing a directory (LIST carries no user metadata).
     metadata_concurrency: int = 32

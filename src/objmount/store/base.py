@@ -47,7 +47,8 @@ class ObjectStore(Protocol):
 
     def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         """Write the whole object at offset 0 of the open file ``dest_fd`` (with pwrite:
-        no new open of the file, whose opens and closes others may be watching)."""
+        no new open of the file, whose opens and closes others may be watching); return
+        what a HEAD would have said of the object written, user metadata included."""
         ...
 
     def put(

@@ -54,6 +54,14 @@ _OBSTORE_ATTRIBUTES = {"Content-Type", "Content-Disposition", "Content-Encoding"
                        "Content-Language", "Cache-Control"}
 
 
+def _obstore_info(key: str, meta: Any, attributes: Mapping[str, Any]) -> ObjectInfo:
+    """What a HEAD or GET through obstore says of an object, user metadata included."""
+    return ObjectInfo(
+        key, int(meta["size"]), str(meta["e_tag"] or ""), _mtime_ns(meta["last_modified"]),
+        {str(k).lower(): str(v) for k, v in attributes.items() if k not in _OBSTORE_ATTRIBUTES},
+        str(attributes.get("Content-Type", "")))
+
+
 def explicit_session() -> botocore.session.Session:
     """A botocore session for clients given everything explicitly. It ignores AWS_PROFILE:
     the configuration was resolved already (config.py), and a profile named there that
@@ -176,13 +184,7 @@ class S3ObjectStore:
             # ~10x less CPU than botocore's HEAD: lookups and listings are made of these.
             result = self._obcall(f"HEAD {key}", lambda: obstore.get(
                 self._obstore(), key, options={"head": True}))
-            meta, attributes = result.meta, result.attributes
-            return ObjectInfo(
-                key, int(meta["size"]), str(meta["e_tag"] or ""),
-                _mtime_ns(meta["last_modified"]),
-                {str(k).lower(): str(v) for k, v in attributes.items()
-                 if k not in _OBSTORE_ATTRIBUTES},
-                str(attributes.get("Content-Type", "")))
+            return _obstore_info(key, result.meta, result.attributes)
         resp = self._call(f"HEAD {key}",
                           lambda: self._client.head_object(Bucket=self.bucket, Key=key))
         return ObjectInfo(key, int(resp.get("ContentLength", 0)), str(resp.get("ETag", "")),
@@ -225,14 +227,15 @@ class S3ObjectStore:
         def fetch() -> ObjectInfo:
             options: dict[str, Any] = {"if_match": etag} if etag else {}
             result = obstore.get(self._obstore(), key, options=options)  # type: ignore[arg-type]
-            meta = result.meta
             offset = 0
             for chunk in result.stream(min_chunk_size=8 * _MIB):
                 write_at(dest_fd, memoryview(chunk), offset)
                 offset += len(chunk)
                 self._account.counters.received(len(chunk))
-            return ObjectInfo(key, int(meta["size"]), str(meta["e_tag"] or ""),
-                              _mtime_ns(meta["last_modified"]), has_metadata=False)
+            info = _obstore_info(key, result.meta, result.attributes)
+            if offset != info.size:  # a body cut short must not pass for the object
+                raise TransientStoreError(f"GET {key}: {offset} of {info.size} bytes")
+            return info
 
         if obstore_can_address(key):
             return self._obcall(f"GET {key}", fetch)
