@@ -120,6 +120,11 @@ def notes(plan: Plan, started: float) -> list[str]:
         "tools whose `cp -a` fails still get a time.",
         f"Sizes: large file {plan.big_mib} MiB, {plan.n_small} small files of "
         f"{plan.small_kib} KiB, tree of {plan.tree_files} files of 0.5-128 KiB.",
+        "Requests: counted by the server (SeaweedFS's metrics) for the tool's bucket, "
+        "from the start of the timed action to its end (for writes, until visible, less "
+        "the benchmark's own polling). SeaweedFS counts a HEAD as a GET and each part of "
+        "a multipart upload as a PUT (POST starts and completes one); the warm rows "
+        "count every pass. Mounting and unmounting are not counted.",
     ]
 
 

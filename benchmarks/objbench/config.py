@@ -17,6 +17,7 @@ class S3Endpoint:
     access_key: str
     secret_key: str
     region: str = "us-east-1"
+    metrics_url: str = ""  # the server's request counters; "" if it has none
 
     def env(self) -> dict[str, str]:
         return {

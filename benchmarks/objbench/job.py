@@ -21,14 +21,14 @@ def one_line(exc: BaseException) -> str:
 def main(argv: list[str]) -> int:
     job = Job.from_json(json.loads(argv[1]))
     try:
-        timings = run_job(job)
+        timings, requests = run_job(job)
     except Exception as exc:
         message = one_line(exc)
         if job.root is not None:
             message = message.replace(job.root, "MNT")
         print(message, file=sys.stderr)
         return 1
-    print(json.dumps(timings))
+    print(json.dumps({"timings": timings, "requests": requests}))
     return 0
 
 

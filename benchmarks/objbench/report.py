@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from objbench.config import Plan
+from objbench.requests import format_counts
 from objbench.runner import Cell, Failure, Results
 from objbench.workloads import WORKLOADS
 
@@ -83,6 +84,18 @@ def render_table(rows: list[list[str]]) -> str:
     return "\n".join([line(rows[0]), rule, *(line(r) for r in rows[1:])])
 
 
+def request_rows(results: Results, plan: Plan) -> list[list[str]]:
+    """Requests per workload and tool, as the server counted them."""
+    rows = [["requests at the server", *results.tools]]
+    fields = asdict(plan)
+    for workload in WORKLOADS:
+        cells = [format_counts(results.requests[(workload.key, t)])
+                 if (workload.key, t) in results.requests else "-" for t in results.tools]
+        if any(c != "-" for c in cells):
+            rows.append([workload.label.format(**fields), *cells])
+    return rows
+
+
 def render_report(results: Results, plan: Plan, notes_text: list[str],
                   overhead: str = "") -> str:
     """The whole Markdown document: title, table, the shim's local-path overhead, notes,
@@ -90,6 +103,9 @@ def render_report(results: Results, plan: Plan, notes_text: list[str],
     failures = FailureNotes(sum(len(w.rows()) for w in WORKLOADS))
     table = render_table(table_rows(results, plan, failures))
     parts = ["# objmount benchmark", "", table, ""]
+    requests = request_rows(results, plan)
+    if len(requests) > 1:
+        parts += [render_table(requests), ""]
     if overhead:
         parts += [overhead, ""]
     parts += ["Notes:", "", *(f"- {n}" for n in notes_text)]

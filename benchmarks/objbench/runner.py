@@ -32,6 +32,8 @@ NOT_RUN = Failure("not run (interrupted)")
 class Results:
     tools: list[str]
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # (row, tool) -> cell
+    # (workload, tool) -> requests the server answered, by type
+    requests: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
     def get(self, row: str, tool: str) -> Cell:
         return self.cells.get((row, tool), NOT_RUN)
@@ -50,7 +52,7 @@ class JobFailed(RuntimeError):
 
 
 def run_job_process(job: Job, timeout: float, prefix: list[str] | None = None,
-                    env: dict[str, str] | None = None) -> Timings:
+                    env: dict[str, str] | None = None) -> tuple[Timings, dict[str, int]]:
     """Time one workload in a child process (see objbench/job.py), run under ``prefix``.
     The child leads its own process group, so that a timeout or Ctrl-C also ends the
     programs it runs (cp, rm)."""
@@ -69,8 +71,10 @@ def run_job_process(job: Job, timeout: float, prefix: list[str] | None = None,
     if proc.returncode != 0:
         lines = stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
         raise JobFailed(lines[-1])
-    timings: Timings = json.loads(stdout)
-    return timings
+    result = json.loads(stdout)
+    timings: Timings = result["timings"]
+    requests: dict[str, int] = result["requests"]
+    return timings, requests
 
 
 def warm_bucket(s3: S3Endpoint, bucket: str) -> None:
@@ -126,11 +130,14 @@ class Runner:
         job = Job(workload.key, tool.bucket, self.s3, self.plan,
                   None if tool.root is None else str(tool.root))
         try:
-            timings = run_job_process(job, self.timeout, tool.job_prefix(), tool.job_env())
+            timings, requests = run_job_process(job, self.timeout, tool.job_prefix(),
+                                                tool.job_env())
         except JobFailed as exc:
             self.results.record(workload, tool.name, Failure(str(exc)))
             progress(tool.name, workload.key, f"FAIL {exc}")
             return
         self.results.record(workload, tool.name, timings)
+        if requests:
+            self.results.requests[(workload.key, tool.name)] = requests
         for row, seconds in timings.items():
             progress(tool.name, row, f"{seconds:8.3f} s")

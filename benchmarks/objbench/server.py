@@ -43,6 +43,9 @@ def embedded_server(data_dir: Path, buckets: list[str], wait: float,
     module = load_server_module(wait)
     info = module.start_server(data_dir, buckets, access_key, secret_key, timeout=120)
     try:
-        yield S3Endpoint(info.endpoint, info.access_key, info.secret_key), int(info.pid)
+        port = getattr(info, "metrics_port", None)
+        metrics = f"http://127.0.0.1:{port}/metrics" if port else ""
+        yield (S3Endpoint(info.endpoint, info.access_key, info.secret_key,
+                          metrics_url=metrics), int(info.pid))
     finally:
         module.stop_server(info.pid)

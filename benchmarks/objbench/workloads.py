@@ -12,6 +12,7 @@ import os
 import random
 import statistics
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from time import perf_counter
 from typing import Any
 
 from objbench.config import MIB, Job, Plan
+from objbench.requests import ClientCounter, server_counts
 from objbench.s3client import (
     botocore_client,
     list_keys,
@@ -340,18 +342,28 @@ WORKLOADS: tuple[Workload, ...] = (
 BY_KEY = {w.key: w for w in WORKLOADS}
 
 
-def run_job(job: Job) -> Timings:
-    """Time one workload as the job says; raises on any failure."""
+def run_job(job: Job) -> tuple[Timings, dict[str, int]]:
+    """Time one workload as the job says; raises on any failure. Also the requests the
+    server answered for the bucket meanwhile, by type, less the polling for visibility
+    (empty when the server counts none)."""
     workload = BY_KEY[job.workload]
     ctx = Context(job, botocore_client(job.s3))
+    polling = ClientCounter(ctx.client)
     prepare = workload.fs if job.root is not None else workload.raw
     if prepare is None:
         raise ValueError(f"{job.workload}: no raw-client equivalent")
     action = prepare(ctx)
+    counted = bool(job.s3.metrics_url)
+    before = server_counts(job.s3.metrics_url, job.bucket) if counted else Counter()
     start = perf_counter()
     measured = action()
     timings = {workload.key: perf_counter() - start if measured is None else measured}
     if workload.visible is not None:
+        polling.on = True
         workload.visible(ctx)
+        polling.on = False
         timings[workload.key + VISIBLE_SUFFIX] = perf_counter() - start
-    return timings
+    if not counted:
+        return timings, {}
+    requests = server_counts(job.s3.metrics_url, job.bucket) - before - polling.counts
+    return timings, dict(requests)

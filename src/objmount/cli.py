@@ -27,8 +27,11 @@ MOUNT_OPTIONS = """mount options (-o, comma separated):
   dir_mode=0755      mode for directories that carry no mode
   attr_timeout=1     seconds attributes and names are cached (kernel and objmount)
   negative_timeout=1 seconds a missing name is remembered
-  cache_dir=PATH     where open files are cached (default ~/.cache/objmount)
+  cache_dir=PATH     where objects' bytes are cached (default ~/.cache/objmount)
+  cache_size=2G      disk for cached bytes: open files, and files kept after their last
+                     close for the next open of the same version (0: keep none)
   block_size=8M      unit of on-demand reads from the store
+  read_ahead=64M     most bytes fetched ahead of a sequential reader (0: none)
   part_size=8M       multipart upload part size; smaller files are one PUT
   no_default_permissions  do not let the kernel check permissions against modes
 """
@@ -44,7 +47,8 @@ def _size(text: str) -> int:
 
 def parse_mount_options(items: list[str]) -> dict[str, str]:
     known = {"ro", "rw", "allow_other", "uid", "gid", "file_mode", "dir_mode", "attr_timeout",
-             "negative_timeout", "cache_dir", "block_size", "part_size",
+             "negative_timeout", "cache_dir", "cache_size", "block_size", "read_ahead",
+             "part_size",
              "no_default_permissions", "default_permissions"}
     result: dict[str, str] = {}
     for item in items:
@@ -93,6 +97,9 @@ def _intercept_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="the daemon exits after this long with no program connected and no "
                    "object open (default 30)")
+    g.add_argument("--cache-size", type=_size, default=2 << 30, metavar="SIZE",
+                   help="disk for cached object bytes, open or kept for the next open "
+                   "(default 2G; 0 keeps nothing after the last close)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +215,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
             attr_ttl=float(opts.get("attr_timeout", "1")),
             negative_ttl=float(opts.get("negative_timeout", "1")),
             block_size=_size(opts.get("block_size", "8M")),
+            read_ahead=_size(opts.get("read_ahead", "64M")),
+            cache_size=_size(opts.get("cache_size", "2G")),
         )
         part_size = _size(opts.get("part_size", "8M"))
     except ValueError as exc:
@@ -242,6 +251,7 @@ def _run_or_shell(args: argparse.Namespace, *, shell: bool) -> int:
     extra: dict[str, float | int] = {"attr_ttl": args.attr_timeout,
                                      "negative_ttl": args.attr_timeout,
                                      "idle_timeout": args.idle_timeout,
+                                     "cache_size": args.cache_size,
                                      "verbose": args.verbose}
     return run(command, config, root=args.root, settings_extra=extra, shell=shell)
 

@@ -9,6 +9,7 @@ cannot interleave.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import mimetypes
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from objmount.core import metadata
+from objmount.core.cache import ObjectCache, Parked, dir_disk_use
 from objmount.core.inodes import Inode, Kind, Virtual
 from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
 from objmount.core.names import dir_prefix, join_key, valid_name
@@ -67,8 +69,8 @@ class _DirHandle:
 def _remove_dead_open_dirs(cache_dir: Path) -> None:
     """Cache files of open objects left by a daemon that was killed. Nothing in them was
     ever acknowledged by a successful close(), so they are removed, not kept."""
-    for path in cache_dir.glob("open-*"):
-        pid = path.name.removeprefix("open-")
+    for path in [*cache_dir.glob("open-*"), *cache_dir.glob("parked-*")]:
+        pid = path.name.split("-", 1)[1]
         if not pid.isdigit() or Path(f"/proc/{pid}").exists():
             continue
         log.warning("removing %s, left by objmount process %s that is gone", path, pid)
@@ -99,6 +101,9 @@ class Engine:
                                               thread_name_prefix="objmount-read")
         self._read_ahead_blocks = options.read_ahead // options.block_size
         self.read_counters = ReadCounters()
+        self.cache = ObjectCache(options.cache_dir / f"parked-{os.getpid()}",
+                                 options.cache_size, self._open_files_disk_use)
+        self._open_use = (0.0, 0)  # (when measured, bytes)
 
     # ------------------------------------------------------------------ helpers ----
     def check(self) -> None:
@@ -368,12 +373,44 @@ class Engine:
         self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         return info.size, info.etag
 
-    def _new_open_file(self, size: int, etag: str | None) -> OpenFile:
+    def _new_open_file(self, size: int, etag: str | None,
+                       reuse: Parked | None = None) -> OpenFile:
         return OpenFile(self.open_dir, self.options.block_size, size, etag,
                         shared_map=self.options.shared_block_maps,
                         fetch_pool=self._fetch_pool,
                         read_ahead_blocks=self._read_ahead_blocks,
-                        read_counters=self.read_counters)
+                        read_counters=self.read_counters, reuse=reuse)
+
+    def _open_files_disk_use(self) -> int:
+        """Disk the cache files of open objects take, measured at most twice a second
+        (every last close asks)."""
+        when, used = self._open_use
+        now = time.monotonic()
+        if now - when > 0.5:
+            used, _files = dir_disk_use(self.open_dir)
+            self._open_use = (now, used)
+        return used
+
+    def _open_stored(self, inode: Inode, want_bytes: bool) -> OpenFile:
+        """Open what the store holds now: reusing the bytes parked after an earlier close
+        when the store still has that version; else, for a small object, fetching it
+        whole with the request that revalidates it."""
+        bucket = self.ns.store(inode).bucket
+        parked = self.cache.take(bucket, inode.key)
+        if parked is None and want_bytes:
+            of = self._open_small(inode)
+            if of is not None:
+                self.cache.counted(reused=False)
+                return of
+        size, etag = self._revalidate(inode)
+        if parked is not None:
+            if want_bytes and (etag, size) == (parked.etag, parked.size):
+                self.cache.counted(reused=True)
+                return self._new_open_file(size, etag, reuse=parked)
+            parked.path.unlink(missing_ok=True)
+        if want_bytes:
+            self.cache.counted(reused=False)
+        return self._new_open_file(size, etag)
 
     def _open_small(self, inode: Inode) -> OpenFile | None:
         """A small object fetched whole by the one GET that also revalidates it (in
@@ -402,10 +439,7 @@ class Engine:
                 of = self._new_open_file(0, None)
                 of.data_dirty = True
             else:
-                of = self._open_small(inode) if want_bytes else None
-                if of is None:
-                    size, etag = self._revalidate(inode)
-                    of = self._new_open_file(size, etag)
+                of = self._open_stored(inode, want_bytes)
             inode.open_file = of
         elif (not new and not of.data_dirty and not of.meta_dirty
               and not of.external_writers):
@@ -427,13 +461,31 @@ class Engine:
             except Exception as exc:
                 if not inode.unlinked:
                     self._keep_unsaved(inode, of, exc)
-        of.close()
+        self._park_or_close(inode, of)
         with self.table.lock:
             inode.open_file = None
             if inode.parent is not None:
                 inode.parent.pending_children.discard(inode.name)
             self.table.set_attr(inode, inode.attr.with_(size=of.size))
             self.table.drop_if_unused(inode)
+
+    def _park_or_close(self, inode: Inode, of: OpenFile) -> None:
+        """After the last close: keep the bytes of a stored version for the next open."""
+        if inode.unlinked or inode.kind is not Kind.FILE or not of.parkable():
+            of.close()
+            return
+        assert of.etag is not None
+        dest = self.cache.new_path()
+        try:
+            blocks = of.park(dest)
+        except OSError as exc:
+            log.warning("could not keep the cached bytes of %s: %s", inode.key, exc)
+            with contextlib.suppress(OSError):
+                of.close()
+            dest.unlink(missing_ok=True)
+            return
+        self.cache.park(self.ns.store(inode).bucket, inode.key, dest, of.etag,
+                        of.remote_size, blocks)
 
     def _keep_unsaved(self, inode: Inode, of: OpenFile, exc: Exception) -> None:
         """The last chance for bytes the store refused: a copy a person can find."""
@@ -617,7 +669,9 @@ class Engine:
             if inode.kind is Kind.DIR:
                 raise FsError(errno.EISDIR)
             if name not in parent.pending_children or inode.open_file is None:
-                self.ns.store(inode).delete(inode.key)
+                store = self.ns.store(inode)
+                store.delete(inode.key)
+                self.cache.forget(store.bucket, inode.key)
             parent.pending_children.discard(name)
             self.table.unlink(parent, name)
             self._keep_parent(parent)
@@ -780,3 +834,7 @@ class Engine:
                 of.settle()
         self._fetch_pool.shutdown(wait=True)
         self.ns.shutdown()
+        self.cache.clear()
+        for directory in (self.cache.directory, self.open_dir):
+            with contextlib.suppress(OSError):  # files still open stay, for the next start
+                directory.rmdir()

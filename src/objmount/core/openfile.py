@@ -22,6 +22,7 @@ import errno
 import functools
 import logging
 import os
+import secrets
 import tempfile
 import threading
 import time
@@ -29,6 +30,7 @@ from concurrent.futures import Executor, wait
 from pathlib import Path
 
 from objmount.core.blockmap import BlockMap
+from objmount.core.cache import Parked
 from objmount.core.prefetch import BlockFetcher, ReadAhead, ReadCounters
 from objmount.errors import FsError
 from objmount.store.base import ObjectStore
@@ -41,17 +43,28 @@ class OpenFile:
     def __init__(self, cache_dir: Path, block_size: int, remote_size: int,
                  etag: str | None, *, shared_map: bool = False,
                  fetch_pool: Executor | None = None, read_ahead_blocks: int = 0,
-                 read_counters: ReadCounters | None = None) -> None:
+                 read_counters: ReadCounters | None = None,
+                 reuse: Parked | None = None) -> None:
+        """``reuse``: a parked file holding bytes of this version of the object."""
         self.lock = threading.RLock()
         self._read_counters = read_counters
         self.readahead = ReadAhead(read_ahead_blocks)
         self._fetcher = BlockFetcher(fetch_pool, self._present)
-        fd, name = tempfile.mkstemp(prefix="open-", dir=cache_dir)
+        if reuse is not None:
+            # Under a fresh name (the interception daemon knows cache files by name), and
+            # with no other descriptor opened and closed there (it counts closes).
+            name = str(cache_dir / f"open-{secrets.token_hex(8)}")
+            os.rename(reuse.path, name)
+            fd = os.open(name, os.O_RDWR | os.O_CLOEXEC)
+        else:
+            fd, name = tempfile.mkstemp(prefix="open-", dir=cache_dir)
         self.fd = fd
         self.path = Path(name)
         self.size = remote_size
         self.etag = etag
         self.blocks = BlockMap(block_size, remote_size, shared=shared_map)
+        for block in reuse.blocks if reuse is not None else ():
+            self.blocks.add(block)
         self.data_dirty = False
         self.meta_dirty = False
         # errno of a local write that failed (a full cache disk): the local bytes are not
@@ -211,6 +224,22 @@ class OpenFile:
         self.blocks.close()
         self.path.unlink(missing_ok=True)
         os.close(self.fd)
+
+    def park(self, dest: Path) -> frozenset[int]:
+        """Close, moving the file to ``dest`` (the object cache's); the blocks it holds."""
+        with self.lock:
+            self.settle()
+            present = frozenset(b for b in range(self.blocks.blocks()) if b in self.blocks)
+            os.rename(self.path, dest)  # first: its close is then no event in open_dir
+            self.blocks.close()
+            os.close(self.fd)
+            return present
+
+    def parkable(self) -> bool:
+        """Nothing here but bytes of one stored version of the object."""
+        return (not self.data_dirty and not self.meta_dirty and self.failed is None
+                and self.etag is not None and not self.external_writers
+                and self.size == self.remote_size)
 
     def keep_unsaved(self, unsaved_dir: Path, key: str) -> Path:
         """Keep the bytes of a file whose upload failed for good, where a person finds them."""

@@ -28,6 +28,9 @@ class EngineOptions:
     # Objects no larger than this (as last seen) are fetched whole when opened, by the
     # GET that also revalidates them: one request instead of a HEAD and a GET.
     whole_file_size: int = 1 * _MIB
+    # Disk for objects' bytes: open files' and those kept after the last close for the
+    # next open of the same version (least recently used go first; 0: keep nothing).
+    cache_size: int = 2048 * _MIB
     read_concurrency: int = 8
     # Parallel HEADs while listing a directory (LIST carries no user metadata).
     metadata_concurrency: int = 32

@@ -9,7 +9,6 @@ its last report, with its age.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 from objmount import paths
 from objmount.config import S3Config
+from objmount.core.cache import dir_disk_use
 from objmount.core.engine import Engine
 from objmount.core.namespace import MountRoot
 from objmount.store.counters import RequestCounters
@@ -45,27 +45,17 @@ def describe_endpoint(engine: Engine) -> str:
     return config.describe() if isinstance(config, S3Config) else "in-memory store"
 
 
-def _disk_use(directory: Path) -> tuple[int, int]:
-    """(bytes allocated, files) of the cache files in ``directory``."""
-    used = files = 0
-    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
-        for entry in entries:
-            with contextlib.suppress(FileNotFoundError):
-                used += entry.stat(follow_symlinks=False).st_blocks * 512
-                files += 1
-    return used, files
-
-
 def report(kind: str, where: str, root: str, endpoint: str, engine: Engine,
            started: float) -> dict[str, Any]:
     """One daemon's status now."""
     counters = getattr(engine.ns.account, "counters", None)
     store = counters.snapshot() if isinstance(counters, RequestCounters) else None
-    used, files = _disk_use(engine.open_dir)
+    used, files = dir_disk_use(engine.open_dir)
     return {
         "pid": os.getpid(), "kind": kind, "where": where, "root": root,
         "endpoint": endpoint, "started": started, "updated": time.time(),
-        "cache": {"dir": str(engine.open_dir), "bytes": used, "files": files},
+        "cache": {"dir": str(engine.open_dir), "bytes": used, "files": files,
+                  **engine.cache.snapshot()},
         "reads": engine.read_counters.snapshot(),
         "store": store,
     }
@@ -150,8 +140,15 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
              f"  up:        {now - float(status['started']):.0f} s "
              f"(report {now - float(status['updated']):.1f} s old)"]
     cache = status["cache"]
-    lines.append(f"  cache:     {_size(cache['bytes'])} in {cache['files']} open files "
-                 f"({cache['dir']})")
+    lines.append(f"  cache:     {_size(cache['bytes'] + cache['parked_bytes'])} of "
+                 f"{_size(cache['capacity'])}: {_size(cache['bytes'])} in "
+                 f"{cache['files']} open files, {_size(cache['parked_bytes'])} in "
+                 f"{cache['parked_files']} kept after close ({cache['dir']})")
+    opens = cache["hits"] + cache["misses"]
+    if opens:
+        lines.append(f"  reopens:   {cache['hits']} of {opens} opens found their bytes "
+                     f"cached ({100 * cache['hits'] / opens:.1f}%), "
+                     f"{cache['evictions']} files evicted")
     reads = status["reads"]
     total = reads["hits"] + reads["ahead"] + reads["misses"]
     if total:

@@ -139,7 +139,7 @@ class Daemon:
         options = EngineOptions(
             defaults=Defaults(uid=os.getuid(), gid=os.getgid()),
             cache_dir=self.layout.cache, attr_ttl=s.attr_ttl, negative_ttl=s.negative_ttl,
-            block_size=s.block_size, shared_block_maps=True)
+            block_size=s.block_size, cache_size=s.cache_size, shared_block_maps=True)
         return Engine(self.make_account(), MountRoot(), options)
 
     def _listen(self) -> socket.socket:

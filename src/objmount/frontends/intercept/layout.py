@@ -114,6 +114,7 @@ class DaemonSettings:
     idle_timeout: float = 30.0
     part_size: int = 8 << 20
     block_size: int = 8 << 20
+    cache_size: int = 2 << 30
     verbose: int = 0  # 2: log every request
 
     def s3_config(self) -> S3Config:
