@@ -393,9 +393,9 @@ def test_read_only(account: MemoryAccount, store: MemoryStore, tmp_path: Path) -
 def test_negative_cache(account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
     eng = make_engine(account, tmp_path, negative_ttl=60.0)
     assert errno_of(eng.lookup, ROOT_INO, b"later") == errno.ENOENT
-    heads = store.requests["head"]
+    asked = sum(store.requests.values())
     assert errno_of(eng.lookup, ROOT_INO, b"later") == errno.ENOENT
-    assert store.requests["head"] == heads  # answered from the negative cache
+    assert sum(store.requests.values()) == asked  # answered from the negative cache
     write_file(eng, ROOT_INO, "later", b"x")  # our own create clears it
     assert eng.lookup(ROOT_INO, b"later").size == 1
 
@@ -446,6 +446,50 @@ def test_a_create_in_a_listed_directory_asks_nothing_first(
     assert set(asked) <= {"put", "upload"}, asked
     assert errno_of(eng.lookup, d, b"never") == errno.ENOENT
     assert store.requests.get("head", 0) == before.get("head", 0)
+
+
+def test_lookups_in_a_directory_share_one_listing_of_its_names(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    """The first lookup in a directory lists one page of its names; later lookups ask
+    only for the attributes of what is there (a HEAD), and nothing for what is not."""
+    for i in range(5):
+        store.put(f"d/f{i}", b"x", {})
+    store.put("d/sub/g", b"y", {})
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    store.requests.clear()
+    for i in range(5):
+        assert eng.lookup(d, f"f{i}".encode()).size == 1
+    assert errno_of(eng.lookup, d, b"missing") == errno.ENOENT
+    assert stat.S_ISDIR(eng.lookup(d, b"sub").mode)
+    assert store.requests == {"list": 1, "head": 6}  # 5 files, the sub/ marker
+
+
+def test_a_directory_larger_than_a_page_is_asked_per_name(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import objmount.core.namespace as namespace
+    monkeypatch.setattr(namespace, "_NAMES_PAGE", 3)
+    for i in range(5):
+        store.put(f"d/f{i}", b"x", {})
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    assert eng.lookup(d, b"f4").size == 1  # not on the first page
+    assert errno_of(eng.lookup, d, b"missing") == errno.ENOENT
+    store.requests.clear()
+    assert eng.lookup(d, b"f3").size == 1
+    assert store.requests == {"head": 1, "list": 1}  # the object and the prefix test
+
+
+def test_a_directory_made_here_needs_no_lookups(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    d = eng.mkdir(ROOT_INO, b"new", 0o755, UID, GID).ino
+    store.requests.clear()
+    for i in range(20):
+        write_file(eng, d, f"f{i}", b"z")
+    asked = {op for op, n in store.requests.items() if n}
+    assert asked <= {"put", "upload"} and "head" not in store.requests, store.requests
 
 
 def test_a_name_created_here_is_found_after_it_is_forgotten(

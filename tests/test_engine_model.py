@@ -124,13 +124,16 @@ def expect(allowed: set[int], got: int, what: str) -> None:
 
 # -- the machine --------------------------------------------------------------------------
 class EngineModel(RuleBasedStateMachine):
+    # Caches off: another client's changes must show at once.
+    TTL = 0.0
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="objmount-model-"))
         self.account = MemoryAccount("b")
         self.store: MemoryStore = self.account.stores["b"]
-        options = EngineOptions(Defaults(UID, GID), self.tmp / "cache", attr_ttl=0.0,
-                                negative_ttl=0.0)
+        options = EngineOptions(Defaults(UID, GID), self.tmp / "cache", attr_ttl=self.TTL,
+                                negative_ttl=self.TTL)
         self.engine = Engine(self.account, MountRoot("b"), options)
         self.entries: dict[str, Entry] = {"": MDir(0o755)}
         self.held: list[Held] = []
@@ -757,3 +760,28 @@ EngineModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestEngineModel = EngineModel.TestCase
+
+
+class CachedEngineModel(EngineModel):
+    """The same with long-lived caches and no other client: whatever the caches (names,
+    listings, attributes, the object cache) answer must be exactly what this engine's
+    own changes made."""
+
+    TTL = 3600.0
+
+    # Not rules here: no other client.
+    def other_client_puts(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("not a rule")
+
+    def other_client_replaces(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("not a rule")
+
+    def other_client_deletes(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("not a rule")
+
+    def other_client_removes_empty_dir(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("not a rule")
+
+
+CachedEngineModel.TestCase.settings = EngineModel.TestCase.settings
+TestCachedEngineModel = CachedEngineModel.TestCase

@@ -293,6 +293,7 @@ class Engine:
             self.table.link(parent, name, inode)
             self.table.set_attr(inode, inode.attr)
             self.table.remember(inode)
+            self.ns.made_here(inode)
             return inode.attr
 
     def _new_name(self, parent_ino: int, raw: bytes) -> tuple[Inode, str]:

@@ -88,9 +88,9 @@ class InodeTable:
         # Per directory, a counter of changes to its entries in this table: a listing
         # sent at one count and answered at another may have missed a change.
         self._entry_changes: dict[int, int] = {}
-        # Told of each entry this table adds (True) or removes (False), under its lock:
-        # the namespace keeps its listings up to date with it.
-        self.on_entry_change: Callable[[int, str, bool], None] | None = None
+        # Told of each entry this table adds (the inode) or removes (None), under its
+        # lock: the namespace keeps its listings up to date with it.
+        self.on_entry_change: Callable[[int, str, Inode | None], None] | None = None
         self._next_ino = ROOT_INO + 1
 
     def add_root(self, inode: Inode) -> None:
@@ -124,10 +124,10 @@ class InodeTable:
         with self.lock:
             return self._entry_changes.get(directory.ino, 0)
 
-    def _entries_changed(self, parent_ino: int, name: str, present: bool) -> None:
+    def _entries_changed(self, parent_ino: int, name: str, inode: Inode | None) -> None:
         self._entry_changes[parent_ino] = self._entry_changes.get(parent_ino, 0) + 1
         if self.on_entry_change is not None:
-            self.on_entry_change(parent_ino, name, present)
+            self.on_entry_change(parent_ino, name, inode)
 
     def fresh(self, inode: Inode) -> bool:
         return inode.attr_expires > time.monotonic()
@@ -150,9 +150,9 @@ class InodeTable:
                 self._detach(old)
             inode.parent, inode.name = parent, name
             if not discovered and old is not inode:
-                self._entries_changed(parent.ino, name, True)
+                self._entries_changed(parent.ino, name, inode)
             elif self.on_entry_change is not None:
-                self.on_entry_change(parent.ino, name, True)  # news, not a change here
+                self.on_entry_change(parent.ino, name, inode)  # news, not a change here
             self._children[(parent.ino, name)] = inode
             self._by_ino[inode.ino] = inode
             self._negative.pop((parent.ino, name), None)
@@ -160,7 +160,7 @@ class InodeTable:
     def unlink(self, parent: Inode, name: str) -> Inode | None:
         with self.lock:
             inode = self._children.pop((parent.ino, name), None)
-            self._entries_changed(parent.ino, name, False)
+            self._entries_changed(parent.ino, name, None)
             if inode is not None:
                 inode.unlinked = True
                 self._maybe_drop(inode)
@@ -173,7 +173,7 @@ class InodeTable:
             old_key = (inode.parent.ino, inode.name)
             if self._children.get(old_key) is inode:
                 del self._children[old_key]
-            self._entries_changed(inode.parent.ino, inode.name, False)
+            self._entries_changed(inode.parent.ino, inode.name, None)
             self.set_negative(inode.parent, inode.name)
             self.link(new_parent, new_name, inode)
 
@@ -181,7 +181,7 @@ class InodeTable:
         assert inode.parent is not None
         if self._children.get((inode.parent.ino, inode.name)) is inode:
             del self._children[(inode.parent.ino, inode.name)]
-        self._entries_changed(inode.parent.ino, inode.name, False)
+        self._entries_changed(inode.parent.ino, inode.name, None)
         inode.unlinked = True
         self._maybe_drop(inode)
 

@@ -6,6 +6,7 @@ Read-only with respect to the store: everything that changes objects lives in th
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import stat
@@ -29,6 +30,8 @@ T = TypeVar("T")
 
 PROVIDER = "s3"
 _LISTINGS_MAX = 4096  # directories whose last listing is kept for reuse
+# Names listed in one request to answer lookups; a directory with more is asked per name.
+_NAMES_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,23 @@ class DirEntry:
 
 @dataclass
 class Listing:
-    """A directory's entries as a LIST showed them, with the entries made and removed
-    here since applied: reused until ``expires``, and trusted to say a name is absent
-    until ``absent_until`` (as a negative lookup would be)."""
+    """A directory's names (and which are directories) as a LIST showed them, with the
+    entries made and removed here since applied. Its entries are reused for readdir until
+    ``expires`` (0: it carries no attributes); it answers lookups until ``absent_until``,
+    as a negative lookup would: a name it lacks is absent, a name it has is a file or a
+    directory without asking which. ``complete``: False for the first page of a larger
+    directory, which answers nothing."""
 
     expires: float  # time.monotonic()
     absent_until: float
-    names: set[str]
+    names: dict[str, bool]  # name -> is a directory
+    complete: bool = True
+
+
+class Listed(enum.Enum):
+    ABSENT = "absent"
+    FILE = "file"
+    DIR = "dir"
 
 
 class Namespace:
@@ -111,9 +124,24 @@ class Namespace:
 
     def _resolve(self, parent: Inode, name: str) -> Inode | None:
         """Ask the store what ``name`` in ``parent`` is. A prefix wins over an object of
-        the same name: the object is hidden (its children would otherwise be unreachable)."""
+        the same name: the object is hidden (its children would otherwise be unreachable).
+        A recent listing of ``parent`` says which it is (or that it is absent), so only
+        its attributes are asked for."""
         store = self.store(parent)
         key = join_key(parent.key, name)
+        listed = self._listed(parent, name)
+        if listed is Listed.ABSENT:
+            return None
+        if listed is Listed.DIR:
+            attr, marker = self.marker_attr(0, store, key)
+            return self._adopt(parent, name, Kind.DIR, attr, None, marker)
+        if listed is Listed.FILE:
+            try:
+                found = store.head(key)
+            except NoSuchKey:
+                return None  # removed since the listing
+            kind, attr = self.object_attr(0, found)
+            return self._adopt(parent, name, kind, attr, (found.etag, found.mtime_ns), False)
         head_f = self._pool.submit(store.head, key)
         is_dir = store.has_keys_under(dir_prefix(key))
         try:
@@ -159,9 +187,6 @@ class Namespace:
             return inode
         if inode is None and self.table.is_negative(parent, name):
             raise FsError(errno.ENOENT)
-        if inode is None and self.listed_absent(parent, name):
-            self.table.set_negative(parent, name)
-            raise FsError(errno.ENOENT)  # a create in a listed directory asks nothing
         found = self._resolve(parent, name)
         if found is None:
             if inode is not None:
@@ -221,28 +246,74 @@ class Namespace:
         sent = time.monotonic()
         result = self._list_store(inode)
         if self.table.attr_ttl > 0:
-            listing = Listing(sent + self.table.attr_ttl, sent + self.table.negative_ttl,
-                              {c.name for c in result})
-            with self.table.lock:  # the lock entry changes are announced under
-                if self.table.entry_changes(inode) == changes:
-                    self._remember_listing(inode, listing)
+            self._remember_if_unchanged(inode, changes, Listing(
+                sent + self.table.attr_ttl, sent + self.table.negative_ttl,
+                {c.name: c.kind is Kind.DIR for c in result}))
         return result
 
-    def _entry_changed(self, parent_ino: int, name: str, present: bool) -> None:
+    def _remember_if_unchanged(self, inode: Inode, changes: int, listing: Listing) -> None:
+        """Keep a listing unless an entry changed here while its LIST was under way."""
+        with self.table.lock:  # the lock entry changes are announced under
+            if self.table.entry_changes(inode) == changes:
+                self._remember_listing(inode, listing)
+
+    def _entry_changed(self, parent_ino: int, name: str, inode: Inode | None) -> None:
         with self._listings_lock:
             listing = self._listings.get(parent_ino)
             if listing is not None:
-                if present:
-                    listing.names.add(name)
+                if inode is not None:
+                    listing.names[name] = inode.kind is Kind.DIR
                 else:
-                    listing.names.discard(name)
+                    listing.names.pop(name, None)
 
-    def listed_absent(self, parent: Inode, name: str) -> bool:
-        """``name`` is in no listing of ``parent`` recent enough to trust for that."""
+    def made_here(self, directory: Inode) -> None:
+        """``directory`` was just created here, so it is empty: no lookup in it needs to
+        ask the store for a while."""
+        now = time.monotonic()
+        if self.table.attr_ttl > 0 and self.table.negative_ttl > 0:
+            self._remember_listing(directory, Listing(now + self.table.attr_ttl,
+                                                      now + self.table.negative_ttl, {}))
+
+    def _listed(self, parent: Inode, name: str) -> Listed | None:
+        """What a recent listing of ``parent`` says ``name`` is; None: it cannot say.
+        With no recent listing, one page of names is listed (one request, instead of a
+        HEAD and a LIST for each name looked up)."""
+        if self.table.negative_ttl <= 0 or parent.virtual is not Virtual.NONE:
+            return None
+        now = time.monotonic()
         with self._listings_lock:
             listing = self._listings.get(parent.ino)
-            return (listing is not None and listing.absent_until > time.monotonic()
-                    and name not in listing.names)
+            fresh = listing is not None and listing.absent_until > now
+        if not fresh:
+            listing = self._list_names(parent)
+        if listing is None or not listing.complete:
+            return None
+        with self._listings_lock:
+            is_dir = listing.names.get(name)
+        return Listed.ABSENT if is_dir is None else Listed.DIR if is_dir else Listed.FILE
+
+    def _list_names(self, parent: Inode) -> Listing:
+        """One page of ``parent``'s names, remembered for ``negative_ttl``."""
+        store = self.store(parent)
+        prefix = dir_prefix(parent.key)
+        changes = self.table.entry_changes(parent)
+        sent = time.monotonic()
+        page = store.list(prefix, "/", max_keys=_NAMES_PAGE)
+        names: dict[str, bool] = {}
+        for obj in page.objects:
+            name = shown_name(obj.key[len(prefix):])
+            if name is not None:
+                names[name] = False
+        for p in page.prefixes:
+            name = shown_name(p[len(prefix):-1])
+            if name is not None:
+                names[name] = True  # a prefix wins over an object of the same name
+        for name in parent.pending_children:
+            names.setdefault(name, False)
+        complete = len(page.objects) + len(page.prefixes) < _NAMES_PAGE
+        listing = Listing(0.0, sent + self.table.negative_ttl, names, complete)
+        self._remember_if_unchanged(parent, changes, listing)
+        return listing
 
     def _remember_listing(self, inode: Inode, listing: Listing) -> None:
         with self._listings_lock:
