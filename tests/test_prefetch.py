@@ -179,3 +179,19 @@ def test_changes_wait_for_fetches_in_flight(tmp_path: Path, store: WatchedStore,
     assert of.blocks.empty() and store.running == 0
     assert os.pread(of.fd, BLOCK, 8 * BLOCK) == bytes(BLOCK)  # nothing landed after
     of.close()
+
+
+def test_a_read_that_could_wait_is_not_answered_without_waiting(
+        tmp_path: Path, store: WatchedStore, pool: ThreadPoolExecutor) -> None:
+    """read_present (the FUSE handler's read on its event loop) answers only from bytes
+    that are here while no one holds the file; anything else is left to read()."""
+    data = store.get("obj")
+    of = open_file(tmp_path, store, pool)
+    assert of.read_present(store, "obj", 0, 10) is None  # not fetched yet
+    assert of.read(store, "obj", 0, 10) == data[:10]
+    assert of.read_present(store, "obj", 10, 10) == data[10:20]
+    holder = threading.Thread(target=of.lock.acquire)  # an upload, say, holds it
+    holder.start()
+    holder.join()
+    assert of.read_present(store, "obj", 10, 10) is None
+    of.close()

@@ -569,6 +569,14 @@ class Engine:
         assert of is not None, "an open handle has an open file"
         return of.read(self.ns.store(inode), inode.key, offset, size)
 
+    def read_nowait(self, fh: int, offset: int, size: int) -> bytes | None:
+        """:meth:`read` when it can answer without waiting (cached bytes); else None."""
+        handle = self._handles.get(fh)
+        of = handle.inode.open_file if handle is not None else None
+        if handle is None or of is None:
+            return None
+        return of.read_present(self.ns.store(handle.inode), handle.inode.key, offset, size)
+
     def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self._handles[fh]
         if not handle.writable:

@@ -150,6 +150,23 @@ class OpenFile:
             self.ensure(store, key, offset, end, predict=True)
             return os.pread(self.fd, end - offset, offset)
 
+    def read_present(self, store: ObjectStore, key: str, offset: int,
+                     size: int) -> bytes | None:
+        """:meth:`read` if it cannot block: the bytes are here and no one holds the file
+        (an upload, a truncation); None otherwise. Read-ahead is advised as by a read."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            end = min(offset + size, self.size)
+            if end <= offset:
+                return b""
+            if self.blocks.missing(offset, end):
+                return None
+            self.ensure(store, key, offset, end, predict=True)  # waits for nothing
+            return os.pread(self.fd, end - offset, offset)
+        finally:
+            self.lock.release()
+
     def write(self, store: ObjectStore, key: str, offset: int, data: bytes) -> int:
         with self.lock:
             self.ensure_all(store, key)

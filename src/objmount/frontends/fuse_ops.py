@@ -156,6 +156,14 @@ class FuseOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), entry(attr, self.timeout)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        # Cached bytes are read here: a hop to a worker thread would cost more than the
+        # read. Anything that may wait (a fetch, a lock held by an upload) goes there.
+        try:
+            data = self.engine.read_nowait(fh, off, size)
+        except OSError:
+            data = None  # the worker reports it
+        if data is not None:
+            return data
         return await self._run(self.engine.read, fh, off, size)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
