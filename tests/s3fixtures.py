@@ -26,7 +26,8 @@ from objmount.server import (
     weed_binary,
 )
 
-__all__ = ["bucket", "isolated_aws_env", "s3_client", "s3_env", "s3_server", "server_requests"]
+__all__ = ["bucket", "isolated_aws_env", "s3_client", "s3_env", "s3_server", "server_requests",
+           "server_traffic"]
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +133,20 @@ def server_requests(server: ServerInfo, bucket: str | None = None) -> Counter[st
         if bucket is None or m.group(1) == bucket:
             counts[f"{m.group(3)} {m.group(2)}"] += int(m.group(4))
     return counts
+
+
+_TRAFFIC_METRIC = re.compile(
+    r'^SeaweedFS_s3_bucket_traffic_(received|sent)_bytes_total\{bucket="([^"]*)"\} (\S+)$',
+    re.MULTILINE)
+
+
+def server_traffic(server: ServerInfo, bucket: str) -> dict[str, int]:
+    """Bytes the server has received from and sent to clients for ``bucket``."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    traffic = {"received": 0, "sent": 0}
+    for m in _TRAFFIC_METRIC.finditer(text):
+        if m.group(2) == bucket:
+            traffic[m.group(1)] = int(float(m.group(3)))
+    return traffic

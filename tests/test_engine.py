@@ -631,3 +631,18 @@ def test_a_small_file_opens_with_one_request_that_brings_its_bytes(
     assert "download" not in store.requests
     store.put("small", b"changed", {})  # close-to-open: the next open sees it
     assert read_file(eng, small) == b"changed"
+
+
+def test_closing_an_unlinked_file_leaves_the_new_file_of_its_name(
+        account: MemoryAccount, tmp_path: Path) -> None:
+    """Found by the model: a file created, unlinked while open, and created again under
+    the same name; the first one's last close must not take the name from the second
+    (which is open and not stored yet)."""
+    eng = make_engine(account, tmp_path, attr_ttl=0.0, negative_ttl=0.0)
+    first, _ = eng.create(ROOT_INO, b"a", 0o600, os.O_RDWR | os.O_CREAT, UID, GID)
+    eng.unlink(ROOT_INO, b"a")
+    second, _ = eng.create(ROOT_INO, b"a", 0o600, os.O_RDWR | os.O_CREAT, UID, GID)
+    eng.release(first)
+    assert names(eng, ROOT_INO) == ["a"]
+    eng.release(second)
+    assert names(eng, ROOT_INO) == ["a"]

@@ -126,14 +126,19 @@ def expect(allowed: set[int], got: int, what: str) -> None:
 class EngineModel(RuleBasedStateMachine):
     # Caches off: another client's changes must show at once.
     TTL = 0.0
+    BLOCK_SIZE = 8 << 20
+    PART_SIZE = 8 << 20
+    WHOLE_FILE_SIZE = 1 << 20
 
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="objmount-model-"))
         self.account = MemoryAccount("b")
         self.store: MemoryStore = self.account.stores["b"]
+        self.store.part_size = self.PART_SIZE
         options = EngineOptions(Defaults(UID, GID), self.tmp / "cache", attr_ttl=self.TTL,
-                                negative_ttl=self.TTL)
+                                negative_ttl=self.TTL, block_size=self.BLOCK_SIZE,
+                                whole_file_size=self.WHOLE_FILE_SIZE)
         self.engine = Engine(self.account, MountRoot("b"), options)
         self.entries: dict[str, Entry] = {"": MDir(0o755)}
         self.held: list[Held] = []
@@ -785,3 +790,17 @@ class CachedEngineModel(EngineModel):
 
 CachedEngineModel.TestCase.settings = EngineModel.TestCase.settings
 TestCachedEngineModel = CachedEngineModel.TestCase
+
+
+class SplicedEngineModel(EngineModel):
+    """The same with blocks and parts of a few bytes, so that files span many parts and
+    changes are stored as copied and sent parts (partial writes); files are fetched by
+    block, never whole at open, so that what is not here must be fetched right."""
+
+    BLOCK_SIZE = 3
+    PART_SIZE = 5
+    WHOLE_FILE_SIZE = 0
+
+
+SplicedEngineModel.TestCase.settings = EngineModel.TestCase.settings
+TestSplicedEngineModel = SplicedEngineModel.TestCase

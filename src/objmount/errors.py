@@ -47,6 +47,10 @@ class PreconditionFailed(StoreError):
     pass
 
 
+class NotSupported(StoreError):
+    """The store does not implement the request (HTTP 501 NotImplemented)."""
+
+
 class TransientStoreError(StoreError):
     """Worth retrying: throttling, server errors, dropped connections."""
 

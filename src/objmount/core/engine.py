@@ -374,13 +374,13 @@ class Engine:
         self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         return info.size, info.etag
 
-    def _new_open_file(self, size: int, etag: str | None,
+    def _new_open_file(self, size: int, etag: str | None, key: str | None = None,
                        reuse: Parked | None = None) -> OpenFile:
         return OpenFile(self.open_dir, self.options.block_size, size, etag,
                         shared_map=self.options.shared_block_maps,
                         fetch_pool=self._fetch_pool,
                         read_ahead_blocks=self._read_ahead_blocks,
-                        read_counters=self.read_counters, reuse=reuse)
+                        read_counters=self.read_counters, reuse=reuse, key=key)
 
     def _open_files_disk_use(self) -> int:
         """Disk the cache files of open objects take, measured at most twice a second
@@ -407,11 +407,11 @@ class Engine:
         if parked is not None:
             if want_bytes and (etag, size) == (parked.etag, parked.size):
                 self.cache.counted(reused=True)
-                return self._new_open_file(size, etag, reuse=parked)
+                return self._new_open_file(size, etag, inode.key, reuse=parked)
             parked.path.unlink(missing_ok=True)
         if want_bytes:
             self.cache.counted(reused=False)
-        return self._new_open_file(size, etag)
+        return self._new_open_file(size, etag, inode.key)
 
     def _open_small(self, inode: Inode) -> OpenFile | None:
         """A small object fetched whole by the one GET that also revalidates it (in
@@ -424,7 +424,7 @@ class Engine:
         except BaseException:
             of.close()
             raise
-        of.adopt_download(info.size, info.etag)
+        of.adopt_download(info.size, info.etag, inode.key)
         _kind, attr = self.ns.object_attr(inode.ino, info)
         self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         return of
@@ -465,7 +465,9 @@ class Engine:
         self._park_or_close(inode, of)
         with self.table.lock:
             inode.open_file = None
-            if inode.parent is not None:
+            # The name may be another file's by now (unlinked, then created again).
+            if inode.parent is not None and self.table.child(inode.parent,
+                                                             inode.name) is inode:
                 inode.parent.pending_children.discard(inode.name)
             self.table.set_attr(inode, inode.attr.with_(size=of.size))
             self.table.drop_if_unused(inode)

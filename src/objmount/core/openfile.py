@@ -32,11 +32,23 @@ from pathlib import Path
 from objmount.core.blockmap import BlockMap
 from objmount.core.cache import Parked
 from objmount.core.prefetch import BlockFetcher, ReadAhead, ReadCounters
-from objmount.errors import FsError
-from objmount.store.base import ObjectStore
+from objmount.errors import FsError, NotSupported, PreconditionFailed
+from objmount.store.base import ObjectStore, Part
 from objmount.store.fdio import write_at
 
 log = logging.getLogger(__name__)
+
+
+MAX_PARTS = 10_000  # S3's limit on the parts of one upload
+_told_no_part_copy = False
+
+
+def _note_no_part_copy(exc: Exception) -> None:
+    global _told_no_part_copy
+    if not _told_no_part_copy:
+        _told_no_part_copy = True
+        log.warning("the store cannot copy parts of objects (%s): changed files are "
+                    "uploaded whole", exc)
 
 
 class OpenFile:
@@ -44,8 +56,9 @@ class OpenFile:
                  etag: str | None, *, shared_map: bool = False,
                  fetch_pool: Executor | None = None, read_ahead_blocks: int = 0,
                  read_counters: ReadCounters | None = None,
-                 reuse: Parked | None = None) -> None:
-        """``reuse``: a parked file holding bytes of this version of the object."""
+                 reuse: Parked | None = None, key: str | None = None) -> None:
+        """``etag``: of the object at ``key`` that the remote bytes come from; ``reuse``:
+        a parked file holding bytes of that version."""
         self.lock = threading.RLock()
         self._read_counters = read_counters
         self.readahead = ReadAhead(read_ahead_blocks)
@@ -62,6 +75,10 @@ class OpenFile:
         self.path = Path(name)
         self.size = remote_size
         self.etag = etag
+        self.source_key = key
+        # Blocks holding local changes to remote bytes: the parts of an upload that
+        # contain none are copied in the store, not sent (see upload()).
+        self.dirty: set[int] = set()
         self.blocks = BlockMap(block_size, remote_size, shared=shared_map)
         for block in reuse.blocks if reuse is not None else ():
             self.blocks.add(block)
@@ -168,22 +185,56 @@ class OpenFile:
             self.lock.release()
 
     def write(self, store: ObjectStore, key: str, offset: int, data: bytes) -> int:
+        """Into the cache file. Only the blocks the write covers in part are fetched
+        first (their other bytes must survive); nothing else of the object is needed."""
         with self.lock:
-            self.ensure_all(store, key)
+            self.settle()  # no fetch may land on what is written now
+            end = offset + len(data)
+            self._fetch_partly_covered(store, key, offset, end)
             try:
                 written = os.pwrite(self.fd, data, offset)
             except OSError as exc:
                 self.failed = exc.errno
                 raise
-            self.size = max(self.size, offset + written)
+            if written < len(data):
+                # The rest of a block taken as wholly overwritten was not fetched.
+                self.failed = errno.ENOSPC
+                raise OSError(errno.ENOSPC, f"short write to the cache of {key}")
+            if written:  # an empty write changes nothing, not even the size
+                self._written(offset, end)
+                self.size = max(self.size, end)
             self.data_dirty = True
             return written
 
+    def _fetch_partly_covered(self, store: ObjectStore, key: str, start: int,
+                              end: int) -> None:
+        remote, bs = self.remote_size, self.blocks.block_size
+        if end <= start:
+            return
+        # Only the first and last block can be covered in part; a block matters if it
+        # holds remote bytes (it may begin before remote_size and the write after it).
+        edges = {start // bs, (end - 1) // bs}
+        partial = [b for b in sorted(edges) if b * bs < remote and b not in self.blocks
+                   and not (start <= b * bs and end >= min((b + 1) * bs, remote))]
+        if partial:
+            self._fetcher.get(partial, functools.partial(self._fetch_block, store, key,
+                                                          self.etag))
+
+    def _written(self, start: int, end: int) -> None:
+        """Bytes [start, end) are local now: the blocks they touch never need fetching."""
+        bs = self.blocks.block_size
+        if end <= start:
+            return
+        for block in range(start // bs, (end - 1) // bs + 1):
+            self.dirty.add(block)
+            if block * bs < self.remote_size:
+                self.blocks.add(block)
+
     def truncate(self, store: ObjectStore, key: str, size: int) -> None:
+        """Remote bytes before the new end stay remote (fetched when needed); those
+        after it are gone: the block map's remote size shrinks with the file."""
         with self.lock:
             self.settle()
-            if size > 0:
-                self.ensure_all(store, key)
             os.ftruncate(self.fd, size)
             if size == 0:
                 self.failed = None  # nothing left of the bytes that could not be written
@@ -199,6 +250,7 @@ class OpenFile:
             st = os.fstat(self.fd)
             self.size = st.st_size
             self.blocks.truncate(st.st_size)
+            self.dirty.update(range(-(-st.st_size // self.blocks.block_size)))  # any of it
             self.data_dirty = True
             return st
 
@@ -209,17 +261,77 @@ class OpenFile:
             if self.failed is not None:
                 raise FsError(self.failed, f"{key}: not stored, a write to the local cache "
                               f"failed ({os.strerror(self.failed)})")
-            self.ensure_all(store, key)
-            etag = store.upload(key, self.fd, self.size, metadata, content_type)
-            self.etag = etag
+            self.settle()
+            bs, old_remote = self.blocks.block_size, self.remote_size
+            parts = self._splice_plan(store.part_size, key)
+            etag = None
+            if parts is not None:
+                try:
+                    etag = self._upload_spliced(store, key, parts, metadata, content_type)
+                except NotSupported as exc:
+                    _note_no_part_copy(exc)
+                    parts = None
+                except PreconditionFailed as exc:
+                    # Replaced since it was opened. Holding every byte, the file is
+                    # stored whole (the last close wins, as for any file); otherwise the
+                    # bytes it lacks are gone with the version they were in.
+                    if self.blocks.missing(0, self.remote_size):
+                        raise FsError(errno.ESTALE, f"{key} was replaced in the store "
+                                      "since it was opened, and only parts of it are "
+                                      "here: not stored") from exc
+                    parts = None
+            if etag is None:
+                self.ensure_all(store, key)
+                etag = store.upload(key, self.fd, self.size, metadata, content_type)
+            # What is here is that version's now; what was copied in the store is
+            # fetched from it when needed.
+            held = {b for b in range(self.blocks.blocks()) if b in self.blocks}
             self.blocks.reset(self.size)
-            self.blocks.fill_all()
+            if parts is None:
+                self.blocks.fill_all()
+            else:
+                for block in range(self.blocks.blocks()):
+                    if block in held or block * bs >= old_remote:
+                        self.blocks.add(block)
+            self.etag = etag
+            self.source_key = key
+            self.dirty.clear()
             self.data_dirty = False
             self.meta_dirty = False
 
-    def adopt_download(self, remote_size: int, etag: str) -> None:
+    def _splice_plan(self, part_size: int, key: str) -> list[Part] | None:
+        """The parts of an upload, each either copied from the stored version (no local
+        change in it) or sent; None when nothing could be copied (a new or small file,
+        a rewritten one, or one renamed since it was opened)."""
+        if (self.etag is None or self.source_key != key or self.remote_size == 0
+                or self.size <= part_size):
+            return None
+        while -(-self.size // part_size) > MAX_PARTS:
+            part_size *= 2
+        bs = self.blocks.block_size
+        parts = []
+        for start in range(0, self.size, part_size):
+            end = min(start + part_size, self.size)
+            clean = end <= self.remote_size and not any(
+                b in self.dirty for b in range(start // bs, (end - 1) // bs + 1))
+            parts.append(Part(start, end, clean))
+        return parts if any(p.copy for p in parts) else None
+
+    def _upload_spliced(self, store: ObjectStore, key: str, parts: list[Part],
+                        metadata: dict[str, str], content_type: str) -> str:
+        """Only the parts with changes travel; of the others, only what those parts need
+        of the stored version is fetched (at most the part each change is in)."""
+        assert self.etag is not None
+        for part in parts:
+            if not part.copy:
+                self.ensure(store, key, part.start, min(part.end, self.remote_size))
+        return store.upload_parts(key, self.fd, parts, key, self.etag, metadata,
+                                  content_type)
+
+    def adopt_download(self, remote_size: int, etag: str, key: str) -> None:
         """The whole object was just written into the (new, empty) cache file."""
         with self.lock:
+            self.source_key = key
             os.ftruncate(self.fd, remote_size)
             self.blocks.reset(remote_size)
             self.blocks.fill_all()
@@ -230,6 +342,7 @@ class OpenFile:
         """The object changed in the store and we hold no local change: start over."""
         with self.lock:
             self.settle()
+            self.dirty.clear()
             self.blocks.reset(remote_size)
             os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, remote_size)

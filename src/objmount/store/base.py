@@ -6,7 +6,7 @@ Keys are exact S3 keys (str). User metadata names are lower case and carry no
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +21,16 @@ class ObjectInfo:
     content_type: str = ""
     # False when the info came from a LIST, which carries no user metadata.
     has_metadata: bool = True
+
+
+@dataclass(frozen=True)
+class Part:
+    """Bytes [start, end) of a new object: copied from the object it replaces (``copy``)
+    or read from the local file."""
+
+    start: int
+    end: int
+    copy: bool
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,22 @@ class ObjectStore(Protocol):
         """Store bytes [0, size) of the open file ``source_fd`` whole (read with pread):
         one PUT when small, a multipart upload when large. The object only changes when
         the upload completes; a file that shrinks while it is read fails the upload."""
+        ...
+
+    @property
+    def part_size(self) -> int:
+        """Bytes per part of a multipart upload."""
+        ...
+
+    def upload_parts(
+        self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
+        source_etag: str, metadata: Mapping[str, str], content_type: str = ""
+    ) -> str:
+        """Store, as ``key``, a new object made of ``parts`` in order: copied server-side
+        from ``source_key`` as long as it still has ``source_etag`` (PreconditionFailed
+        if not: another client's version is never spliced in), or read from the file.
+        Every part but the last must be at least 5 MiB (S3's rule). NotSupported if the
+        store cannot copy parts; nothing changes unless the whole upload completes."""
         ...
 
     def copy(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from objmount.store.base import ListResult, ObjectInfo, ObjectStore
+from objmount.store.base import ListResult, ObjectInfo, ObjectStore, Part
 
 # (operation name, key) -> an exception to raise, or None to let the call through.
 FaultRule = Callable[[str, str], Exception | None]
@@ -52,6 +52,17 @@ class FaultyStore:
                content_type: str = "") -> str:
         self._check("upload", key)
         return self.inner.upload(key, source_fd, size, metadata, content_type)
+
+    @property
+    def part_size(self) -> int:
+        return self.inner.part_size
+
+    def upload_parts(self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
+                     source_etag: str, metadata: Mapping[str, str],
+                     content_type: str = "") -> str:
+        self._check("upload_parts", key)
+        return self.inner.upload_parts(key, source_fd, parts, source_key, source_etag,
+                                       metadata, content_type)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:

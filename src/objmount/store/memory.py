@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from objmount.errors import NoSuchBucket, NoSuchKey, PreconditionFailed
-from objmount.store.base import ListResult, ObjectInfo
+from objmount.errors import NoSuchBucket, NoSuchKey, NotSupported, PreconditionFailed
+from objmount.store.base import ListResult, ObjectInfo, Part
 from objmount.store.fdio import read_exactly, write_at
 
 
@@ -89,6 +89,34 @@ class MemoryStore:
     def upload(self, key: str, source_fd: int, size: int, metadata: Mapping[str, str],
                content_type: str = "") -> str:
         return self.put(key, read_exactly(source_fd, 0, size), metadata, content_type)
+
+    part_size = 8 << 20
+    copy_parts = True  # False: behave as a store without UploadPartCopy
+
+    def upload_parts(self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
+                     source_etag: str, metadata: Mapping[str, str],
+                     content_type: str = "") -> str:
+        chunks = []
+        for part in parts:
+            if part.copy:
+                if not self.copy_parts:
+                    raise NotSupported(f"UploadPartCopy {source_key}")
+                with self._lock:
+                    self._count("copy_part")
+                    src = self._get(source_key)
+                    if src.etag != source_etag:
+                        raise PreconditionFailed(source_key)
+                    chunks.append(src.data[part.start:part.end])
+            else:
+                with self._lock:
+                    self._count("upload_part")
+                chunks.append(read_exactly(source_fd, part.start, part.end - part.start))
+        data = b"".join(chunks)
+        etag = '"' + hashlib.md5(data).hexdigest() + f'-{len(parts)}"'
+        with self._lock:
+            self._objects[key] = _Object(data, dict(metadata), content_type,
+                                         time.time_ns(), etag)
+        return etag
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:

@@ -10,9 +10,11 @@ Neither client retries on its own: :class:`RetryPolicy` is the one retry policy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,12 +30,13 @@ from objmount.errors import (
     AccessDenied,
     NoSuchBucket,
     NoSuchKey,
+    NotSupported,
     PreconditionFailed,
     StoreError,
     StoreUnavailable,
     TransientStoreError,
 )
-from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.base import ListResult, ObjectInfo, Part
 from objmount.store.counters import RequestCounters
 from objmount.store.fdio import read_chunks, read_exactly, write_at
 from objmount.store.retry import RetryPolicy
@@ -91,6 +94,8 @@ def _botocore_error(exc: Exception, what: str) -> StoreError:
             return AccessDenied(msg)
         if code == "PreconditionFailed" or status == "412":
             return PreconditionFailed(msg)
+        if code == "NotImplemented" or status == "501":
+            return NotSupported(msg)
         if code in _TRANSIENT_CODES or status in _TRANSIENT_CODES:
             return TransientStoreError(msg)
         return StoreError(msg)
@@ -281,6 +286,52 @@ class S3ObjectStore:
             chunk_size=self._account.part_size,
             max_concurrency=self._account.upload_concurrency))
         return str(resp["e_tag"] or "")
+
+    @property
+    def part_size(self) -> int:
+        return self._account.part_size
+
+    def upload_parts(self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
+                     source_etag: str, metadata: Mapping[str, str],
+                     content_type: str = "") -> str:
+        create: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
+                                  "Metadata": dict(metadata)}
+        if content_type:
+            create["ContentType"] = content_type
+        upload_id = str(self._call(f"PUT {key} (create multipart)",
+                                   lambda: self._client.create_multipart_upload(**create)
+                                   )["UploadId"])
+        common = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id}
+
+        def send(number: int, part: Part) -> dict[str, Any]:
+            # Each part is retried on its own: one failure does not restart the upload.
+            if part.copy:
+                resp = self._call(f"COPY {source_key} [{part.start}:{part.end}) -> {key}",
+                                  lambda: self._client.upload_part_copy(
+                                      **common, PartNumber=number,
+                                      CopySource={"Bucket": self.bucket, "Key": source_key},
+                                      CopySourceRange=f"bytes={part.start}-{part.end - 1}",
+                                      CopySourceIfMatch=source_etag))
+                return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+            data = read_exactly(source_fd, part.start, part.end - part.start)
+            resp = self._call(f"PUT {key} part {number}", lambda: self._client.upload_part(
+                **common, PartNumber=number, Body=data))
+            self._account.counters.sent(len(data))
+            return {"PartNumber": number, "ETag": resp["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(self._account.upload_concurrency,
+                                    thread_name_prefix="objmount-part") as pool:
+                done = list(pool.map(send, range(1, len(parts) + 1), parts))
+            resp = self._call(f"PUT {key} (complete multipart)",
+                              lambda: self._client.complete_multipart_upload(
+                                  **common, MultipartUpload={"Parts": done}))
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                self._call(f"DELETE {key} (abort multipart)",
+                           lambda: self._client.abort_multipart_upload(**common))
+            raise
+        return str(resp.get("ETag", ""))
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:
