@@ -646,3 +646,19 @@ def test_closing_an_unlinked_file_leaves_the_new_file_of_its_name(
     assert names(eng, ROOT_INO) == ["a"]
     eng.release(second)
     assert names(eng, ROOT_INO) == ["a"]
+
+
+def test_a_directory_of_exactly_one_page_is_listed_complete(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import objmount.core.namespace as namespace
+    monkeypatch.setattr(namespace, "_NAMES_PAGE", 3)
+    for i in range(3):
+        store.put(f"d/f{i}", b"x", {})
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    store.requests.clear()
+    for i in range(3):
+        assert eng.lookup(d, f"f{i}".encode()).size == 1
+    assert errno_of(eng.lookup, d, b"f3") == errno.ENOENT
+    assert store.requests == {"list": 1, "head": 3}

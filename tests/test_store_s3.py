@@ -20,6 +20,7 @@ from objmount.errors import (
     PreconditionFailed,
     StoreUnavailable,
 )
+from objmount.store.base import Part
 from objmount.store.retry import RetryPolicy
 from objmount.store.s3 import S3Account, S3ObjectStore, obstore_can_address
 
@@ -204,3 +205,38 @@ def test_embedded_server_only_when_nothing_is_configured(tmp_path: Path,
             resolve_s3_config({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})  # no credentials
     finally:
         assert server.embedded_stop()
+
+
+def test_a_listing_cut_short_says_so(store: S3ObjectStore) -> None:
+    """Whether one page was all there is comes from the server (IsTruncated), not from
+    counting: a directory of exactly max_keys names is complete."""
+    for name in ("a", "b", "c/x"):
+        store.put(f"t/{name}", b"", {})
+    assert not store.list("t/", "/", max_keys=3).truncated
+    page = store.list("t/", "/", max_keys=2)
+    assert page.truncated and len(page.objects) + len(page.prefixes) == 2
+    assert not store.list("t/", "/").truncated
+
+
+def test_upload_parts_copies_and_sends_and_refuses_a_changed_source(
+        store: S3ObjectStore) -> None:
+    """UploadPartCopy against the real server: copied ranges pinned to the ETag, sent
+    ranges from the file; a source replaced since gives PreconditionFailed and leaves
+    the object as it is."""
+    part = store.part_size
+    old = os.urandom(2 * part + 100)
+    etag = store.put("spliced", old, {"mode": "33188"})
+    new = old[:part] + os.urandom(part) + old[2 * part:] + b"more"
+    fd = os.memfd_create("src")
+    try:
+        os.write(fd, new)
+        parts = [Part(0, part, True), Part(part, 2 * part, False),
+                 Part(2 * part, len(new), False)]
+        store.upload_parts("spliced", fd, parts, "spliced", etag, {"mode": "33261"})
+        assert store.get("spliced") == new
+        assert store.head("spliced").metadata["mode"] == "33261"
+        with pytest.raises(PreconditionFailed):
+            store.upload_parts("spliced", fd, parts, "spliced", etag, {"mode": "33188"})
+        assert store.get("spliced") == new
+    finally:
+        os.close(fd)

@@ -310,8 +310,7 @@ class Namespace:
                 names[name] = True  # a prefix wins over an object of the same name
         for name in parent.pending_children:
             names.setdefault(name, False)
-        complete = len(page.objects) + len(page.prefixes) < _NAMES_PAGE
-        listing = Listing(0.0, sent + self.table.negative_ttl, names, complete)
+        listing = Listing(0.0, sent + self.table.negative_ttl, names, not page.truncated)
         self._remember_if_unchanged(parent, changes, listing)
         return listing
 

@@ -37,6 +37,7 @@ class Part:
 class ListResult:
     objects: list[ObjectInfo]
     prefixes: list[str]  # common prefixes, each ending in the delimiter
+    truncated: bool = False  # max_keys stopped it short of the end
 
 
 class ObjectStore(Protocol):

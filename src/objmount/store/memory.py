@@ -150,6 +150,13 @@ class MemoryStore:
             for key in sorted(self._objects):
                 if not key.startswith(prefix):
                     continue
+                if max_keys is not None and len(objects) + len(prefixes) >= max_keys:
+                    rest = key[len(prefix):]
+                    more = not (delimiter and delimiter in rest and prefixes and prefixes[-1]
+                                == prefix + rest[: rest.index(delimiter) + len(delimiter)])
+                    if more:
+                        return ListResult(objects, prefixes, truncated=True)
+                    continue
                 rest = key[len(prefix):]
                 if delimiter and delimiter in rest:
                     common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
@@ -159,8 +166,6 @@ class MemoryStore:
                     info = self._info(key, self._objects[key])
                     objects.append(ObjectInfo(info.key, info.size, info.etag, info.mtime_ns,
                                               has_metadata=False))
-                if max_keys is not None and len(objects) + len(prefixes) >= max_keys:
-                    break
             return ListResult(objects, prefixes)
 
     def has_keys_under(self, prefix: str) -> bool:

@@ -405,10 +405,12 @@ class S3ObjectStore:
              ) -> ListResult:
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
+        truncated = False
         for page in self._pages(prefix, delimiter, max_keys):
             objects.extend(self._summary(o) for o in page.get("Contents", []))
             prefixes.extend(str(p["Prefix"]) for p in page.get("CommonPrefixes", []))
-        return ListResult(objects, prefixes)
+            truncated = bool(page.get("IsTruncated"))
+        return ListResult(objects, prefixes, truncated)
 
     def iter_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         for page in self._pages(prefix, None, None):
