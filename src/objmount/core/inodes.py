@@ -37,7 +37,7 @@ class Virtual(enum.Enum):
     PROVIDER = "provider"  # "s3", holding one directory per bucket
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Inode:
     ino: int
     kind: Kind

@@ -16,7 +16,7 @@ DIR_CONTENT_TYPE = "application/x-directory"
 _NS = 1_000_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attr:
     ino: int
     mode: int
