@@ -30,8 +30,9 @@ T = TypeVar("T")
 
 PROVIDER = "s3"
 _LISTINGS_MAX = 4096  # directories whose last listing is kept for reuse
-# Names listed in one request to answer lookups; a directory with more is asked per name.
-_NAMES_PAGE = 1000
+# Names listed (in pages of 1000) to answer lookups; a directory with more is asked per
+# name.
+_NAMES_PAGE = 4000
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class Namespace:
 
     def _listed(self, parent: Inode, name: str) -> Listed | None:
         """What a recent listing of ``parent`` says ``name`` is; None: it cannot say.
-        With no recent listing, one page of names is listed (one request, instead of a
+        With no recent listing, the names are listed (a request per 1000, instead of a
         HEAD and a LIST for each name looked up)."""
         if self.table.negative_ttl <= 0 or parent.virtual is not Virtual.NONE:
             return None
@@ -293,7 +294,7 @@ class Namespace:
         return Listed.ABSENT if is_dir is None else Listed.DIR if is_dir else Listed.FILE
 
     def _list_names(self, parent: Inode) -> Listing:
-        """One page of ``parent``'s names, remembered for ``negative_ttl``."""
+        """Up to ``_NAMES_PAGE`` of ``parent``'s names, remembered for ``negative_ttl``."""
         store = self.store(parent)
         prefix = dir_prefix(parent.key)
         changes = self.table.entry_changes(parent)

@@ -371,17 +371,23 @@ class S3ObjectStore:
 
     def _pages(self, prefix: str, delimiter: str | None,
                max_keys: int | None) -> Iterator[dict[str, Any]]:
+        """Pages of the listing, up to ``max_keys`` entries in all (S3 sends at most 1000
+        a page)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
-        if max_keys is not None:
-            kwargs["MaxKeys"] = max_keys
+        remaining = max_keys
         while True:
+            if remaining is not None:
+                kwargs["MaxKeys"] = min(remaining, 1000)
             page = self._call(f"LIST {prefix!r}",
                               lambda: self._client.list_objects_v2(**kwargs))
             yield page
+            if remaining is not None:
+                remaining -= len(page.get("Contents", [])) + len(page.get("CommonPrefixes", []))
             token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token or max_keys is not None:
+            if (not page.get("IsTruncated") or not token
+                    or (remaining is not None and remaining <= 0)):
                 return
             kwargs["ContinuationToken"] = token
 
