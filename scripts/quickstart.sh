@@ -32,6 +32,7 @@ objmount is running on bucket s3://objmount of the embedded store.
       then e.g.  cp -r ~/somedir /objmount/s3/objmount/ ; ls -l s3://objmount/
   one command:       $(pwd)/$objmount run -- tar -C /objmount/s3/objmount -czf /tmp/b.tgz hello
   the FUSE mount:    $MOUNTPOINT  (cp -a ~/somedir $MOUNTPOINT/)
+  status:            $(pwd)/$objmount status   (cache, requests, bytes of each mount and daemon)
   unmount:           $(pwd)/$objmount umount $MOUNTPOINT
   stop the store:    $(pwd)/$objmount daemon stop; $(pwd)/$objmount server stop
 TXT
