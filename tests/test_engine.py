@@ -472,13 +472,18 @@ def test_a_directory_larger_than_a_page_is_asked_per_name(
     monkeypatch.setattr(namespace, "_NAMES_PAGE", 3)
     for i in range(5):
         store.put(f"d/f{i}", b"x", {})
-    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+    eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=5.0)
     d = eng.lookup(ROOT_INO, b"d").ino
     assert eng.lookup(d, b"f4").size == 1  # not on the first page
     assert errno_of(eng.lookup, d, b"missing") == errno.ENOENT
     store.requests.clear()
     assert eng.lookup(d, b"f3").size == 1
     assert store.requests == {"head": 1, "list": 1}  # the object and the prefix test
+    later = time.monotonic() + 10  # past negative_timeout: still not listed again
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    store.requests.clear()
+    assert errno_of(eng.lookup, d, b"other") == errno.ENOENT
+    assert store.requests == {"head": 1, "list": 1}
 
 
 def test_a_directory_made_here_needs_no_lookups(

@@ -33,6 +33,7 @@ _LISTINGS_MAX = 4096  # directories whose last listing is kept for reuse
 # Names listed (in pages of 1000) to answer lookups; a directory with more is asked per
 # name.
 _NAMES_PAGE = 4000
+_LARGE_DIRECTORY_RETRY = 60.0  # seconds before a directory with more is listed again
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,12 @@ class Namespace:
                 names[name] = True  # a prefix wins over an object of the same name
         for name in parent.pending_children:
             names.setdefault(name, False)
-        listing = Listing(0.0, sent + self.table.negative_ttl, names, not page.truncated)
+        complete = not page.truncated
+        # A directory too large for this answers nothing; not trying again for a while
+        # keeps lookups in it from costing a few LISTs every negative_ttl.
+        trusted = self.table.negative_ttl if complete else max(self.table.negative_ttl,
+                                                               _LARGE_DIRECTORY_RETRY)
+        listing = Listing(0.0, sent + trusted, names, complete)
         self._remember_if_unchanged(parent, changes, listing)
         return listing
 
