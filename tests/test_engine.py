@@ -465,13 +465,19 @@ def test_lookups_in_a_directory_share_one_listing_of_its_names(
     assert store.requests == {"list": 1, "head": 6}  # 5 files, the sub/ marker
 
 
+def files_under_a_small_names_page(store: MemoryStore, monkeypatch: pytest.MonkeyPatch,
+                                   files: int) -> None:
+    """``d/f0``.. in the store, with names listed 3 at most for lookups."""
+    import objmount.core.namespace as namespace
+    monkeypatch.setattr(namespace, "_NAMES_PAGE", 3)
+    for i in range(files):
+        store.put(f"d/f{i}", b"x", {})
+
+
 def test_a_directory_larger_than_a_page_is_asked_per_name(
         account: MemoryAccount, store: MemoryStore, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import objmount.core.namespace as namespace
-    monkeypatch.setattr(namespace, "_NAMES_PAGE", 3)
-    for i in range(5):
-        store.put(f"d/f{i}", b"x", {})
+    files_under_a_small_names_page(store, monkeypatch, 5)
     eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=5.0)
     d = eng.lookup(ROOT_INO, b"d").ino
     assert eng.lookup(d, b"f4").size == 1  # not on the first page
@@ -656,10 +662,7 @@ def test_closing_an_unlinked_file_leaves_the_new_file_of_its_name(
 def test_a_directory_of_exactly_one_page_is_listed_complete(
         account: MemoryAccount, store: MemoryStore, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import objmount.core.namespace as namespace
-    monkeypatch.setattr(namespace, "_NAMES_PAGE", 3)
-    for i in range(3):
-        store.put(f"d/f{i}", b"x", {})
+    files_under_a_small_names_page(store, monkeypatch, 3)
     eng = make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
     d = eng.lookup(ROOT_INO, b"d").ino
     store.requests.clear()

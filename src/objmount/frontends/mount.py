@@ -69,7 +69,7 @@ def check_mountpoint(mountpoint: Path) -> None:
 def _fuse_options(req: MountRequest) -> set[str]:
     root = req.root
     # What `mount` and `df` show as the source; commas would split the option list.
-    source = (f"s3://{root.bucket}/{root.prefix}".rstrip("/") if root.bucket else "objmount")
+    source = status.describe_root(root) if root.bucket else "objmount"
     opts = {f"fsname={source.replace(',', '_')}", "subtype=objmount"}
     if req.default_permissions:
         opts.add("default_permissions")

@@ -36,8 +36,7 @@ def status_dir() -> Path:
 def describe_root(root: MountRoot) -> str:
     if root.bucket is None:
         return "all buckets"
-    return f"s3://{root.bucket}/{root.prefix}".rstrip("/") if root.prefix \
-        else f"s3://{root.bucket}"
+    return f"s3://{root.bucket}/{root.prefix}".rstrip("/")
 
 
 def describe_endpoint(engine: Engine) -> str:
@@ -99,7 +98,8 @@ class Publisher:
         self.path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process with this pid exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -118,7 +118,7 @@ def running() -> Iterator[dict[str, Any]]:
             pid = int(status["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being replaced right now, or not ours
-        if _alive(pid):
+        if pid_alive(pid):
             found.append(status)
         else:
             path.unlink(missing_ok=True)

@@ -150,18 +150,15 @@ class MemoryStore:
             for key in sorted(self._objects):
                 if not key.startswith(prefix):
                     continue
-                if max_keys is not None and len(objects) + len(prefixes) >= max_keys:
-                    rest = key[len(prefix):]
-                    more = not (delimiter and delimiter in rest and prefixes and prefixes[-1]
-                                == prefix + rest[: rest.index(delimiter) + len(delimiter)])
-                    if more:
-                        return ListResult(objects, prefixes, truncated=True)
-                    continue
                 rest = key[len(prefix):]
-                if delimiter and delimiter in rest:
-                    common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
-                    if not prefixes or prefixes[-1] != common:
-                        prefixes.append(common)
+                common = (prefix + rest[: rest.index(delimiter) + len(delimiter)]
+                          if delimiter and delimiter in rest else None)
+                if common is not None and prefixes and prefixes[-1] == common:
+                    continue  # one more key under a prefix already listed
+                if max_keys is not None and len(objects) + len(prefixes) >= max_keys:
+                    return ListResult(objects, prefixes, truncated=True)
+                if common is not None:
+                    prefixes.append(common)
                 else:
                     info = self._info(key, self._objects[key])
                     objects.append(ObjectInfo(info.key, info.size, info.etag, info.mtime_ns,

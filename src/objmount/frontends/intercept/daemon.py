@@ -280,16 +280,6 @@ class Daemon:
             self.failures[session].append(message)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def serve(directory: Path, make_account: Callable[[DaemonSettings], Account]) -> int:
     """``objmount daemon serve``: detach, and say "ok" (or why not) on stdout once the
     socket accepts connections; "running" when another daemon has it already."""
@@ -351,7 +341,7 @@ def running() -> list[tuple[Path, int]]:
             pid = int((directory / "pid").read_text().strip())
         except (OSError, ValueError):
             continue
-        if _pid_alive(pid):
+        if status.pid_alive(pid):
             found.append((directory, pid))
     return found
 
@@ -363,7 +353,7 @@ def stop(directory: Path, pid: int, timeout: float = 120.0) -> bool:
     except ProcessLookupError:
         return True
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and (directory / "pid").exists():
+    while status.pid_alive(pid) and (directory / "pid").exists():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
