@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from objmount.config import S3Config, resolve_s3_config
+from objmount.core.upload import Part, upload_spliced
 from objmount.errors import (
     AccessDenied,
     ConfigError,
@@ -20,7 +21,6 @@ from objmount.errors import (
     PreconditionFailed,
     StoreUnavailable,
 )
-from objmount.store.base import Part
 from objmount.store.retry import RetryPolicy
 from objmount.store.s3 import S3Account, S3ObjectStore, obstore_can_address
 
@@ -218,7 +218,7 @@ def test_a_listing_cut_short_says_so(store: S3ObjectStore) -> None:
     assert not store.list("t/", "/").truncated
 
 
-def test_upload_parts_copies_and_sends_and_refuses_a_changed_source(
+def test_spliced_upload_copies_and_sends_and_refuses_a_changed_source(
         store: S3ObjectStore) -> None:
     """UploadPartCopy against the real server: copied ranges pinned to the ETag, sent
     ranges from the file; a source replaced since gives PreconditionFailed and leaves
@@ -232,11 +232,13 @@ def test_upload_parts_copies_and_sends_and_refuses_a_changed_source(
         os.write(fd, new)
         parts = [Part(0, part, True), Part(part, 2 * part, False),
                  Part(2 * part, len(new), False)]
-        store.upload_parts("spliced", fd, parts, "spliced", etag, {"mode": "33261"})
+        upload_spliced(store, "spliced", fd, parts, "spliced", etag, {"mode": "33261"}, "",
+                       None)
         assert store.get("spliced") == new
         assert store.head("spliced").metadata["mode"] == "33261"
         with pytest.raises(PreconditionFailed):
-            store.upload_parts("spliced", fd, parts, "spliced", etag, {"mode": "33188"})
+            upload_spliced(store, "spliced", fd, parts, "spliced", etag, {"mode": "33188"},
+                           "", None)
         assert store.get("spliced") == new
     finally:
         os.close(fd)

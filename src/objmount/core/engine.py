@@ -31,6 +31,7 @@ from objmount.core.namespace import DirEntry, MountRoot, Namespace
 from objmount.core.openfile import OpenFile
 from objmount.core.options import EngineOptions
 from objmount.core.prefetch import ReadCounters
+from objmount.core.upload import StreamingUpload
 from objmount.errors import FsError, NoSuchKey, StoreError
 from objmount.store.base import Account
 
@@ -99,6 +100,8 @@ class Engine:
         # Block fetches of every open file (on demand and ahead of sequential readers).
         self._fetch_pool = ThreadPoolExecutor(options.read_concurrency,
                                               thread_name_prefix="objmount-read")
+        self._upload_pool = ThreadPoolExecutor(options.upload_concurrency,
+                                               thread_name_prefix="objmount-part")
         self._read_ahead_blocks = options.read_ahead // options.block_size
         self.read_counters = ReadCounters()
         self.cache = ObjectCache(options.cache_dir / f"parked-{os.getpid()}",
@@ -205,6 +208,8 @@ class Engine:
                 with inode.open_file.lock:
                     inode.attr = new_attr
                     inode.open_file.meta_dirty = True
+                    if inode.open_file.stream is not None:
+                        inode.open_file.stream.attributes_changed = True
             else:
                 self._store_object_attr(inode, new_attr)
             return self.ns.current_attr(inode)
@@ -380,7 +385,8 @@ class Engine:
                         shared_map=self.options.shared_block_maps,
                         fetch_pool=self._fetch_pool,
                         read_ahead_blocks=self._read_ahead_blocks,
-                        read_counters=self.read_counters, reuse=reuse, key=key)
+                        read_counters=self.read_counters, reuse=reuse, key=key,
+                        upload_pool=self._upload_pool)
 
     def _open_files_disk_use(self) -> int:
         """Disk the cache files of open objects take, measured at most twice a second
@@ -512,7 +518,10 @@ class Engine:
                 of.meta_dirty = False
                 return
             attr = inode.attr.with_(size=of.size)
-            of.upload(store, inode.key, metadata.encode(attr), self._content_type(inode))
+            meant = metadata.encode(attr)
+            stored = of.upload(store, inode.key, meant, self._content_type(inode))
+            if stored is not meant:  # a streamed upload kept the times of its start
+                attr = metadata.with_times(attr, stored)
             self.table.set_attr(inode, attr, (of.etag or "", 0))
             if inode.parent is not None:
                 inode.parent.pending_children.discard(inode.name)
@@ -589,7 +598,13 @@ class Engine:
         with of.lock:
             if handle.flags & os.O_APPEND:
                 offset = of.size
-            written = of.write(self.ns.store(inode), inode.key, offset, data)
+            store = self.ns.store(inode)
+            if of.can_stream(offset) and len(data) > 0:
+                of.stream = StreamingUpload(
+                    store, inode.key, of.fd, store.part_size, self._upload_pool,
+                    lambda: (metadata.encode(inode.attr.with_(size=of.size)),
+                             self._content_type(inode)))
+            written = of.write(store, inode.key, offset, data)
             now = time.time_ns()
             inode.attr = inode.attr.with_(mtime_ns=now, ctime_ns=now)
         return written
@@ -844,6 +859,7 @@ class Engine:
             if of is not None:
                 of.settle()
         self._fetch_pool.shutdown(wait=True)
+        self._upload_pool.shutdown(wait=True)
         self.ns.shutdown()
         self.cache.clear()
         for directory in (self.cache.directory, self.open_dir):

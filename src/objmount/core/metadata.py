@@ -8,6 +8,7 @@ float ``mtime`` (the same header, fewer or more digits) is read as well.
 from __future__ import annotations
 
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from objmount.store.base import ObjectInfo
@@ -85,6 +86,13 @@ def encode(attr: Attr) -> dict[str, str]:
         "mtime": format_time(attr.mtime_ns),
         "ctime": format_time(attr.ctime_ns),
     }
+
+
+def with_times(attr: Attr, stored: Mapping[str, str]) -> Attr:
+    """``attr`` with the times that ``stored`` metadata (as :func:`encode` wrote it) has."""
+    times = {name: parse_time(stored.get(key)) for name, key in
+             (("atime_ns", "atime"), ("mtime_ns", "mtime"), ("ctime_ns", "ctime"))}
+    return attr.with_(**{name: ns for name, ns in times.items() if ns is not None})
 
 
 def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> Attr:

@@ -32,14 +32,13 @@ from pathlib import Path
 from objmount.core.blockmap import BlockMap
 from objmount.core.cache import Parked
 from objmount.core.prefetch import BlockFetcher, ReadAhead, ReadCounters
+from objmount.core.upload import Part, StreamingUpload, splice_plan, upload_spliced
 from objmount.errors import FsError, NotSupported, PreconditionFailed
-from objmount.store.base import ObjectStore, Part
+from objmount.store.base import ObjectStore
 from objmount.store.fdio import write_at
 
 log = logging.getLogger(__name__)
 
-
-MAX_PARTS = 10_000  # S3's limit on the parts of one upload
 _told_no_part_copy = False
 
 
@@ -56,10 +55,15 @@ class OpenFile:
                  etag: str | None, *, shared_map: bool = False,
                  fetch_pool: Executor | None = None, read_ahead_blocks: int = 0,
                  read_counters: ReadCounters | None = None,
-                 reuse: Parked | None = None, key: str | None = None) -> None:
+                 reuse: Parked | None = None, key: str | None = None,
+                 upload_pool: Executor | None = None) -> None:
         """``etag``: of the object at ``key`` that the remote bytes come from; ``reuse``:
-        a parked file holding bytes of that version."""
+        a parked file holding bytes of that version; ``upload_pool``: where the parts of
+        uploads go out (None: one at a time)."""
         self.lock = threading.RLock()
+        self.upload_pool = upload_pool
+        # The upload of a large new file, under way while it is written (FUSE writes).
+        self.stream: StreamingUpload | None = None
         self._read_counters = read_counters
         self.readahead = ReadAhead(read_ahead_blocks)
         self._fetcher = BlockFetcher(fetch_pool, self._present)
@@ -203,6 +207,8 @@ class OpenFile:
             if written:  # an empty write changes nothing, not even the size
                 self._written(offset, end)
                 self.size = max(self.size, end)
+                if self.stream is not None:
+                    self.stream.written(offset, end)
             self.data_dirty = True
             return written
 
@@ -242,11 +248,14 @@ class OpenFile:
             # Blocks cut off are local now: zeros beyond the new end, not remote bytes.
             self.blocks.truncate(size)
             self.data_dirty = True
+            if self.stream is not None:
+                self.stream.truncated(size)
 
     def adopt_external_writes(self) -> os.stat_result:
         """Programs wrote the cache file directly: take its size, and mark it dirty."""
         with self.lock:
             self.settle()
+            self.abandon_stream()  # its parts may not hold what the program wrote
             st = os.fstat(self.fd)
             self.size = st.st_size
             self.blocks.truncate(st.st_size)
@@ -255,16 +264,39 @@ class OpenFile:
             return st
 
     # -- persistence ------------------------------------------------------------------
+    def can_stream(self, offset: int) -> bool:
+        """A write at ``offset`` starts a file that may be streamed: it has no stored
+        bytes to keep, and only our own writes change it."""
+        return (self.stream is None and offset == 0 and self.size == 0
+                and self.remote_size == 0 and not self.external_writers
+                and self.upload_pool is not None)
+
+    def abandon_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.abort()
+
     def upload(self, store: ObjectStore, key: str, metadata: dict[str, str],
-               content_type: str) -> None:
+               content_type: str) -> dict[str, str]:
+        """Store the file as ``key``; the metadata it was stored with (a streamed upload
+        keeps the times of its start unless the program set them itself)."""
         with self.lock:
             if self.failed is not None:
+                self.abandon_stream()
                 raise FsError(self.failed, f"{key}: not stored, a write to the local cache "
                               f"failed ({os.strerror(self.failed)})")
             self.settle()
             bs, old_remote = self.blocks.block_size, self.remote_size
-            parts = self._splice_plan(store.part_size, key)
             etag = None
+            parts = None
+            stream, self.stream = self.stream, None
+            if stream is not None:
+                streamed = stream.finish(key, self.size, metadata, content_type)
+                if streamed is not None:
+                    etag, metadata = streamed
+            if etag is None and self.etag is not None and self.source_key == key:
+                parts = splice_plan(self.size, self.remote_size, self.dirty, bs,
+                                    store.part_size)
             if parts is not None:
                 try:
                     etag = self._upload_spliced(store, key, parts, metadata, content_type)
@@ -298,24 +330,7 @@ class OpenFile:
             self.dirty.clear()
             self.data_dirty = False
             self.meta_dirty = False
-
-    def _splice_plan(self, part_size: int, key: str) -> list[Part] | None:
-        """The parts of an upload, each either copied from the stored version (no local
-        change in it) or sent; None when nothing could be copied (a new or small file,
-        a rewritten one, or one renamed since it was opened)."""
-        if (self.etag is None or self.source_key != key or self.remote_size == 0
-                or self.size <= part_size):
-            return None
-        while -(-self.size // part_size) > MAX_PARTS:
-            part_size *= 2
-        bs = self.blocks.block_size
-        parts = []
-        for start in range(0, self.size, part_size):
-            end = min(start + part_size, self.size)
-            clean = end <= self.remote_size and not any(
-                b in self.dirty for b in range(start // bs, (end - 1) // bs + 1))
-            parts.append(Part(start, end, clean))
-        return parts if any(p.copy for p in parts) else None
+            return metadata
 
     def _upload_spliced(self, store: ObjectStore, key: str, parts: list[Part],
                         metadata: dict[str, str], content_type: str) -> str:
@@ -325,8 +340,8 @@ class OpenFile:
         for part in parts:
             if not part.copy:
                 self.ensure(store, key, part.start, min(part.end, self.remote_size))
-        return store.upload_parts(key, self.fd, parts, key, self.etag, metadata,
-                                  content_type)
+        return upload_spliced(store, key, self.fd, parts, key, self.etag, metadata,
+                              content_type, self.upload_pool)
 
     def adopt_download(self, remote_size: int, etag: str, key: str) -> None:
         """The whole object was just written into the (new, empty) cache file."""
@@ -351,6 +366,7 @@ class OpenFile:
 
     def close(self) -> None:
         self.settle()
+        self.abandon_stream()
         self.blocks.close()
         self.path.unlink(missing_ok=True)
         os.close(self.fd)

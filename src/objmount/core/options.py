@@ -32,6 +32,9 @@ class EngineOptions:
     # next open of the same version (least recently used go first; 0: keep nothing).
     cache_size: int = 2048 * _MIB
     read_concurrency: int = 8
+    # Parts of uploads sent at once, for all open files together (streamed, spliced).
+    # Memory in flight is at most upload_concurrency x the store's part size.
+    upload_concurrency: int = 8
     # Parallel HEADs while listing a directory (LIST carries no user metadata).
     metadata_concurrency: int = 32
     # Publish each open file's block map in shared memory (the interception daemon's

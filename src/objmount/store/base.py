@@ -24,16 +24,6 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
-class Part:
-    """Bytes [start, end) of a new object: copied from the object it replaces (``copy``)
-    or read from the local file."""
-
-    start: int
-    end: int
-    copy: bool
-
-
-@dataclass(frozen=True)
 class ListResult:
     objects: list[ObjectInfo]
     prefixes: list[str]  # common prefixes, each ending in the delimiter
@@ -82,16 +72,31 @@ class ObjectStore(Protocol):
         """Bytes per part of a multipart upload."""
         ...
 
-    def upload_parts(
-        self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
-        source_etag: str, metadata: Mapping[str, str], content_type: str = ""
-    ) -> str:
-        """Store, as ``key``, a new object made of ``parts`` in order: copied server-side
-        from ``source_key`` as long as it still has ``source_etag`` (PreconditionFailed
-        if not: another client's version is never spliced in), or read from the file.
-        Every part but the last must be at least 5 MiB (S3's rule). NotSupported if the
-        store cannot copy parts; nothing changes unless the whole upload completes."""
+    # A multipart upload, one request per call, each retried on its own. The object
+    # changes only when complete_upload succeeds; until then readers get the old one.
+    def create_upload(self, key: str, metadata: Mapping[str, str],
+                      content_type: str = "") -> str:
+        """Start a multipart upload of ``key`` with this metadata; its upload id."""
         ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Part ``number`` (1-based) from ``data``; its ETag. Sending a number again
+        replaces that part. Every part but the last must be at least 5 MiB (S3's rule)."""
+        ...
+
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str,
+                  source_etag: str, start: int, end: int) -> str:
+        """Part ``number`` copied server-side from bytes [start, end) of ``source_key``,
+        as long as it still has ``source_etag`` (PreconditionFailed if not: another
+        client's version is never spliced in); NotSupported if the store cannot."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]]) -> str:
+        """Make the object from (number, ETag) of the parts, in order; its ETag."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None: ...
 
     def copy(
         self,

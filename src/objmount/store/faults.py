@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from objmount.store.base import ListResult, ObjectInfo, ObjectStore, Part
+from objmount.store.base import ListResult, ObjectInfo, ObjectStore
 
 # (operation name, key) -> an exception to raise, or None to let the call through.
 FaultRule = Callable[[str, str], Exception | None]
@@ -57,12 +57,29 @@ class FaultyStore:
     def part_size(self) -> int:
         return self.inner.part_size
 
-    def upload_parts(self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
-                     source_etag: str, metadata: Mapping[str, str],
-                     content_type: str = "") -> str:
-        self._check("upload_parts", key)
-        return self.inner.upload_parts(key, source_fd, parts, source_key, source_etag,
-                                       metadata, content_type)
+    def create_upload(self, key: str, metadata: Mapping[str, str],
+                      content_type: str = "") -> str:
+        self._check("create_upload", key)
+        return self.inner.create_upload(key, metadata, content_type)
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        self._check("upload_part", key)
+        return self.inner.upload_part(key, upload_id, number, data)
+
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str,
+                  source_etag: str, start: int, end: int) -> str:
+        self._check("copy_part", key)
+        return self.inner.copy_part(key, upload_id, number, source_key, source_etag,
+                                    start, end)
+
+    def complete_upload(self, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]]) -> str:
+        self._check("complete_upload", key)
+        return self.inner.complete_upload(key, upload_id, parts)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._check("abort_upload", key)
+        self.inner.abort_upload(key, upload_id)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:

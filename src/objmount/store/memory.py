@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from objmount.errors import NoSuchBucket, NoSuchKey, NotSupported, PreconditionFailed
-from objmount.store.base import ListResult, ObjectInfo, Part
+from objmount.errors import NoSuchBucket, NoSuchKey, NotSupported, PreconditionFailed, StoreError
+from objmount.store.base import ListResult, ObjectInfo
 from objmount.store.fdio import read_exactly, write_at
 
 
@@ -22,6 +22,14 @@ class _Object:
     etag: str
 
 
+@dataclass
+class _Upload:
+    key: str
+    metadata: dict[str, str]
+    content_type: str
+    parts: dict[int, tuple[bytes, str]]  # number -> (data, ETag)
+
+
 class MemoryStore:
     def __init__(self, bucket: str = "mem") -> None:
         self.bucket = bucket
@@ -29,6 +37,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self.requests: dict[str, int] = {}  # operation name -> count, for tests
         self.exists = True
+        self.uploads: dict[str, _Upload] = {}  # multipart uploads not completed nor aborted
+        self._next_upload = 0
 
     def _count(self, op: str) -> None:
         self.requests[op] = self.requests.get(op, 0) + 1
@@ -91,32 +101,68 @@ class MemoryStore:
         return self.put(key, read_exactly(source_fd, 0, size), metadata, content_type)
 
     part_size = 8 << 20
+    min_part = 5 << 20  # S3's least size of a part that is not the last
     copy_parts = True  # False: behave as a store without UploadPartCopy
 
-    def upload_parts(self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
-                     source_etag: str, metadata: Mapping[str, str],
-                     content_type: str = "") -> str:
-        chunks = []
-        for part in parts:
-            if part.copy:
-                if not self.copy_parts:
-                    raise NotSupported(f"UploadPartCopy {source_key}")
-                with self._lock:
-                    self._count("copy_part")
-                    src = self._get(source_key)
-                    if src.etag != source_etag:
-                        raise PreconditionFailed(source_key)
-                    chunks.append(src.data[part.start:part.end])
-            else:
-                with self._lock:
-                    self._count("upload_part")
-                chunks.append(read_exactly(source_fd, part.start, part.end - part.start))
-        data = b"".join(chunks)
-        etag = '"' + hashlib.md5(data).hexdigest() + f'-{len(parts)}"'
+    def create_upload(self, key: str, metadata: Mapping[str, str],
+                      content_type: str = "") -> str:
         with self._lock:
-            self._objects[key] = _Object(data, dict(metadata), content_type,
+            self._count("create_upload")
+            self._next_upload += 1
+            upload_id = f"upload-{self._next_upload}"
+            self.uploads[upload_id] = _Upload(key, dict(metadata), content_type, {})
+            return upload_id
+
+    def _upload(self, key: str, upload_id: str) -> _Upload:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.key != key:
+            raise NoSuchKey(f"{key} (upload {upload_id})")
+        return upload
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        with self._lock:
+            self._count("upload_part")
+            etag = '"' + hashlib.md5(data).hexdigest() + '"'
+            self._upload(key, upload_id).parts[number] = (bytes(data), etag)
+            return etag
+
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str,
+                  source_etag: str, start: int, end: int) -> str:
+        with self._lock:
+            self._count("copy_part")
+            if not self.copy_parts:
+                raise NotSupported(f"UploadPartCopy {source_key}")
+            src = self._get(source_key)
+            if src.etag != source_etag:
+                raise PreconditionFailed(source_key)
+            data = src.data[start:end]
+            etag = '"' + hashlib.md5(data).hexdigest() + '"'
+            self._upload(key, upload_id).parts[number] = (data, etag)
+            return etag
+
+    def complete_upload(self, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]]) -> str:
+        with self._lock:
+            self._count("complete_upload")
+            upload = self._upload(key, upload_id)
+            chunks = []
+            for i, (number, etag) in enumerate(parts):
+                data, sent_etag = upload.parts.get(number, (b"", ""))
+                least = min(self.min_part, self.part_size)  # tests shrink part_size
+                if sent_etag != etag or (i < len(parts) - 1 and len(data) < least):
+                    raise StoreError(f"{key}: part {number} is missing or too small")
+                chunks.append(data)
+            data = b"".join(chunks)
+            etag = '"' + hashlib.md5(data).hexdigest() + f'-{len(parts)}"'
+            self._objects[key] = _Object(data, upload.metadata, upload.content_type,
                                          time.time_ns(), etag)
-        return etag
+            del self.uploads[upload_id]
+            return etag
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._count("abort_upload")
+            self.uploads.pop(upload_id, None)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:

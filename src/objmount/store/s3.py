@@ -10,11 +10,9 @@ Neither client retries on its own: :class:`RetryPolicy` is the one retry policy.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,7 +34,7 @@ from objmount.errors import (
     StoreUnavailable,
     TransientStoreError,
 )
-from objmount.store.base import ListResult, ObjectInfo, Part
+from objmount.store.base import ListResult, ObjectInfo
 from objmount.store.counters import RequestCounters
 from objmount.store.fdio import read_chunks, read_exactly, write_at
 from objmount.store.retry import RetryPolicy
@@ -291,47 +289,46 @@ class S3ObjectStore:
     def part_size(self) -> int:
         return self._account.part_size
 
-    def upload_parts(self, key: str, source_fd: int, parts: Sequence[Part], source_key: str,
-                     source_etag: str, metadata: Mapping[str, str],
-                     content_type: str = "") -> str:
+    def create_upload(self, key: str, metadata: Mapping[str, str],
+                      content_type: str = "") -> str:
         create: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
                                   "Metadata": dict(metadata)}
         if content_type:
             create["ContentType"] = content_type
-        upload_id = str(self._call(f"PUT {key} (create multipart)",
-                                   lambda: self._client.create_multipart_upload(**create)
-                                   )["UploadId"])
-        common = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id}
+        return str(self._call(f"PUT {key} (create multipart)",
+                              lambda: self._client.create_multipart_upload(**create)
+                              )["UploadId"])
 
-        def send(number: int, part: Part) -> dict[str, Any]:
-            # Each part is retried on its own: one failure does not restart the upload.
-            if part.copy:
-                resp = self._call(f"COPY {source_key} [{part.start}:{part.end}) -> {key}",
-                                  lambda: self._client.upload_part_copy(
-                                      **common, PartNumber=number,
-                                      CopySource={"Bucket": self.bucket, "Key": source_key},
-                                      CopySourceRange=f"bytes={part.start}-{part.end - 1}",
-                                      CopySourceIfMatch=source_etag))
-                return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
-            data = read_exactly(source_fd, part.start, part.end - part.start)
-            resp = self._call(f"PUT {key} part {number}", lambda: self._client.upload_part(
-                **common, PartNumber=number, Body=data))
-            self._account.counters.sent(len(data))
-            return {"PartNumber": number, "ETag": resp["ETag"]}
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        resp = self._call(f"PUT {key} part {number}", lambda: self._client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data))
+        self._account.counters.sent(len(data))
+        return str(resp["ETag"])
 
-        try:
-            with ThreadPoolExecutor(self._account.upload_concurrency,
-                                    thread_name_prefix="objmount-part") as pool:
-                done = list(pool.map(send, range(1, len(parts) + 1), parts))
-            resp = self._call(f"PUT {key} (complete multipart)",
-                              lambda: self._client.complete_multipart_upload(
-                                  **common, MultipartUpload={"Parts": done}))
-        except BaseException:
-            with contextlib.suppress(StoreError):
-                self._call(f"DELETE {key} (abort multipart)",
-                           lambda: self._client.abort_multipart_upload(**common))
-            raise
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str,
+                  source_etag: str, start: int, end: int) -> str:
+        resp = self._call(f"COPY {source_key} [{start}:{end}) -> {key}",
+                          lambda: self._client.upload_part_copy(
+                              Bucket=self.bucket, Key=key, UploadId=upload_id,
+                              PartNumber=number,
+                              CopySource={"Bucket": self.bucket, "Key": source_key},
+                              CopySourceRange=f"bytes={start}-{end - 1}",
+                              CopySourceIfMatch=source_etag))
+        return str(resp["CopyPartResult"]["ETag"])
+
+    def complete_upload(self, key: str, upload_id: str,
+                        parts: Sequence[tuple[int, str]]) -> str:
+        done = [{"PartNumber": number, "ETag": etag} for number, etag in parts]
+        resp = self._call(f"PUT {key} (complete multipart)",
+                          lambda: self._client.complete_multipart_upload(
+                              Bucket=self.bucket, Key=key, UploadId=upload_id,
+                              MultipartUpload={"Parts": done}))
         return str(resp.get("ETag", ""))
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._call(f"DELETE {key} (abort multipart)",
+                   lambda: self._client.abort_multipart_upload(
+                       Bucket=self.bucket, Key=key, UploadId=upload_id))
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:
