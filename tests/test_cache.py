@@ -90,7 +90,7 @@ def test_a_second_read_of_an_unchanged_object_moves_no_bytes(
     store.put("f", b"replaced", {})  # another client's change: fetched anew
     store.requests.clear()
     assert read_file(eng, ino) == b"replaced"
-    assert store.requests.get("get_range", 0) + store.requests.get("download", 0) == 1
+    assert store.requests.get("read_into", 0) + store.requests.get("download", 0) == 1
     assert eng.cache.snapshot()["hits"] == 1
 
 
@@ -118,7 +118,7 @@ def test_a_partly_read_object_keeps_the_blocks_it_has(
     fh = eng.open(ino, os.O_RDONLY)
     assert eng.read(fh, 0, 2 * BLOCK) == data[:2 * BLOCK]
     eng.release(fh)
-    assert store.requests == {"head": 1, "get_range": 1}  # block 1 only
+    assert store.requests == {"head": 1, "read_into": 1}  # block 1 only
 
 
 def test_cache_size_zero_keeps_nothing(account: MemoryAccount, store: MemoryStore,
@@ -130,7 +130,7 @@ def test_cache_size_zero_keeps_nothing(account: MemoryAccount, store: MemoryStor
     read_file(eng, ino)
     store.requests.clear()
     read_file(eng, ino)
-    assert store.requests.get("get_range", 0) == 1
+    assert store.requests.get("read_into", 0) == 1
     assert list(eng.cache.directory.iterdir()) == []
 
 

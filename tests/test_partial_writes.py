@@ -71,7 +71,7 @@ def test_a_small_change_sends_only_its_part(engine: Engine, store: MemoryStore) 
     change(engine, 4 * PART + 100, b"changed")
     # The block the change is in is fetched (its other bytes stay); the other block of
     # that part too, as the part is sent whole; nine parts are copied in the store.
-    assert moved(store) == {"get_range": 2, "upload_part": 1, "copy_part": 9}
+    assert moved(store) == {"read_into": 2, "upload_part": 1, "copy_part": 9}
     expected = data[:4 * PART + 100] + b"changed" + data[4 * PART + 107:]
     assert store.get("big") == expected
 

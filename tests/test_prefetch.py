@@ -16,6 +16,7 @@ import pytest
 from objmount.core.openfile import OpenFile
 from objmount.core.prefetch import ReadAhead
 from objmount.errors import StoreError
+from objmount.store.base import Sink
 from objmount.store.memory import MemoryStore
 
 BLOCK = 4096
@@ -37,7 +38,8 @@ class WatchedStore(MemoryStore):
         self.most_running = 0
         self._watch = threading.Lock()
 
-    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+    def read_into(self, key: str, start: int, end: int, sink: Sink,
+                  etag: str | None = None) -> None:
         with self._watch:
             self.ranges.append((start, end))
             self.running += 1
@@ -49,10 +51,14 @@ class WatchedStore(MemoryStore):
             time.sleep(self.delay)
             if failing:
                 raise StoreError(f"injected failure of block {start // BLOCK}")
-            return super().get_range(key, start, end, etag)
+            super().read_into(key, start, end, sink, etag)
         finally:
             with self._watch:
                 self.running -= 1
+
+    def blocks_fetched(self) -> list[int]:
+        """Every block a request carried, in order (a block fetched twice: twice)."""
+        return sorted(b for lo, hi in self.ranges for b in range(lo // BLOCK, -(-hi // BLOCK)))
 
 
 @pytest.fixture
@@ -69,10 +75,10 @@ def store() -> WatchedStore:
 
 
 def open_file(tmp_path: Path, store: WatchedStore, pool: ThreadPoolExecutor | None,
-              ahead: int = 8) -> OpenFile:
+              ahead: int = 8, run: int = 1) -> OpenFile:
     info = store.head("obj")
     return OpenFile(tmp_path, BLOCK, info.size, info.etag, fetch_pool=pool,
-                    read_ahead_blocks=ahead)
+                    read_ahead_blocks=ahead, fetch_run_blocks=run)
 
 
 def test_window_doubles_for_sequential_reads_and_resets_on_a_jump() -> None:
@@ -95,8 +101,7 @@ def test_sequential_read_fetches_each_block_once_and_ahead(tmp_path: Path, store
     got = b"".join(of.read(store, "obj", off, 1024) for off in range(0, BLOCK * BLOCKS, 1024))
     of.settle()
     assert got == expected
-    starts = sorted(lo for lo, _ in store.ranges)
-    assert starts == [b * BLOCK for b in range(BLOCKS)]  # every block once, none twice
+    assert store.blocks_fetched() == list(range(BLOCKS))  # every block once, none twice
     # Ahead of the reader: after reading block 9, blocks up to 9 + 8 were fetched.
     store.ranges.clear()
     of2 = open_file(tmp_path, store, pool)
@@ -106,6 +111,22 @@ def test_sequential_read_fetches_each_block_once_and_ahead(tmp_path: Path, store
     assert max(lo for lo, _ in store.ranges) // BLOCK == 9 + 8
     of.close()
     of2.close()
+
+
+def test_read_ahead_goes_out_in_runs_of_blocks(tmp_path: Path, store: WatchedStore,
+                                               pool: ThreadPoolExecutor) -> None:
+    """A few large GETs, not a GET per block: once the window is open, read-ahead waits
+    until a whole run of blocks is missing and fetches it with one request."""
+    store.chunk_size = 1000  # bytes arrive in pieces that straddle blocks
+    of = open_file(tmp_path, store, pool, ahead=16, run=4)
+    got = b"".join(of.read(store, "obj", off, 1024) for off in range(0, BLOCK * BLOCKS, 1024))
+    of.settle()
+    assert got == store.get("obj")
+    assert store.blocks_fetched() == list(range(BLOCKS))
+    sizes = [(hi - lo) // BLOCK for lo, hi in store.ranges]
+    assert max(sizes) == 4
+    assert sizes.count(4) >= (BLOCKS - 16) // 4  # in steady state, whole runs only
+    of.close()
 
 
 def test_random_reads_fetch_only_what_they_touch(tmp_path: Path, store: WatchedStore,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -62,6 +63,39 @@ def test_range_reads_and_etag_precondition(store: S3ObjectStore) -> None:
     store.put("r", b"replaced", {})
     with pytest.raises(PreconditionFailed):
         store.get_range("r", 0, 5, etag=etag)
+
+
+@pytest.mark.parametrize("key", ["streamed", "odd\\key"])  # obstore, and botocore's path
+def test_read_into_streams_a_range_in_order(store: S3ObjectStore, key: str) -> None:
+    data = os.urandom(5 * (1 << 20) + 123)
+    etag = store.put(key, data, {})
+    got = bytearray()
+    offsets = []
+
+    def sink(offset: int, chunk: memoryview) -> None:
+        offsets.append(offset)
+        assert offset == 100 + len(got)
+        got.extend(chunk)
+
+    store.read_into(key, 100, len(data) - 7, sink, etag=etag)
+    assert bytes(got) == data[100:-7]
+    assert len(offsets) > 1  # handed on in pieces, not collected whole
+    with pytest.raises(PreconditionFailed):
+        store.read_into(key, 0, 10, sink, etag='"not-the-etag"')
+
+
+def test_read_into_raises_what_the_sink_raises_without_retrying(store: S3ObjectStore) -> None:
+    """A full local disk is no reason to ask the store again."""
+    store.put("k", os.urandom(3 << 20), {})
+    calls = []
+
+    def sink(offset: int, chunk: memoryview) -> None:
+        calls.append(offset)
+        raise OSError(errno.ENOSPC, "disk full")
+
+    with pytest.raises(OSError) as info:
+        store.read_into("k", 0, 3 << 20, sink)
+    assert info.value.errno == errno.ENOSPC and calls == [0]
 
 
 def test_multipart_upload_and_download(store: S3ObjectStore, s3_client: Any, bucket: str,

@@ -30,7 +30,7 @@ MOUNT_OPTIONS = """mount options (-o, comma separated):
   cache_dir=PATH     where objects' bytes are cached (default ~/.cache/objmount)
   cache_size=2G      disk for cached bytes: open files, and files kept after their last
                      close for the next open of the same version (0: keep none)
-  block_size=8M      unit of on-demand reads from the store
+  block_size=1M      unit of on-demand reads from the store
   read_ahead=64M     most bytes fetched ahead of a sequential reader (0: none)
   part_size=8M       multipart upload part size; smaller files are one PUT
   no_default_permissions  do not let the kernel check permissions against modes
@@ -214,7 +214,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
             read_only="ro" in opts,
             attr_ttl=float(opts.get("attr_timeout", "1")),
             negative_ttl=float(opts.get("negative_timeout", "1")),
-            block_size=_size(opts.get("block_size", "8M")),
+            block_size=_size(opts.get("block_size", "1M")),
             read_ahead=_size(opts.get("read_ahead", "64M")),
             cache_size=_size(opts.get("cache_size", "2G")),
         )

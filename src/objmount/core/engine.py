@@ -385,6 +385,8 @@ class Engine:
                         shared_map=self.options.shared_block_maps,
                         fetch_pool=self._fetch_pool,
                         read_ahead_blocks=self._read_ahead_blocks,
+                        fetch_run_blocks=max(1, self.options.fetch_size
+                                             // self.options.block_size),
                         read_counters=self.read_counters, reuse=reuse, key=key,
                         upload_pool=self._upload_pool)
 

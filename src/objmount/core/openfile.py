@@ -26,6 +26,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, wait
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class OpenFile:
     def __init__(self, cache_dir: Path, block_size: int, remote_size: int,
                  etag: str | None, *, shared_map: bool = False,
                  fetch_pool: Executor | None = None, read_ahead_blocks: int = 0,
+                 fetch_run_blocks: int = 1,
                  read_counters: ReadCounters | None = None,
                  reuse: Parked | None = None, key: str | None = None,
                  upload_pool: Executor | None = None) -> None:
@@ -66,7 +68,7 @@ class OpenFile:
         self.stream: StreamingUpload | None = None
         self._read_counters = read_counters
         self.readahead = ReadAhead(read_ahead_blocks)
-        self._fetcher = BlockFetcher(fetch_pool, self._present)
+        self._fetcher = BlockFetcher(fetch_pool, self._present, fetch_run_blocks)
         if reuse is not None:
             # Under a fresh name (the interception daemon knows cache files by name), and
             # with no other descriptor opened and closed there (it counts closes).
@@ -105,7 +107,7 @@ class OpenFile:
         """Make bytes [start, end) of the remote object present in the cache file.
         ``predict``: a program's read; blocks ahead of it are fetched in the background
         when it reads sequentially (:mod:`objmount.core.prefetch`)."""
-        fetch = functools.partial(self._fetch_block, store, key, self.etag)
+        fetch = functools.partial(self._fetch_run, store, key, self.etag)
         needed = self.blocks.missing(start, end)
         ahead_of_us = self._fetcher.in_flight_of(needed)  # fetched ahead for an earlier read
         if predict and self._read_counters is not None:
@@ -115,7 +117,13 @@ class OpenFile:
         if predict and end > start and self.readahead.max_blocks:
             bs, total = self.blocks.block_size, self.blocks.blocks()
             ahead = self.readahead.advise(start // bs, (end - 1) // bs + 1)
-            self._fetcher.start([b for b in ahead if b < total and b not in self.blocks], fetch)
+            wanted = self._fetcher.not_in_flight(
+                b for b in ahead if b < total and b not in self.blocks)
+            # A run at a time: the window grows by a block per block read, and a GET per
+            # block would cost more than it carries.
+            if wanted and (len(wanted) >= min(self._fetcher.max_run, len(ahead))
+                           or ahead.stop >= total):
+                self._fetcher.start(wanted, fetch)
         wait(waiting)
         # A read-ahead that failed is this read's to try again; its own errors are final.
         again = [b for b, f in zip(needed, waiting, strict=True)
@@ -126,16 +134,27 @@ class OpenFile:
             if block not in again:
                 future.result()
 
-    def _fetch_block(self, store: ObjectStore, key: str, etag: str | None, block: int) -> None:
-        """One block from the store into the cache file (on a fetch thread: no self.lock;
-        whatever else changes the file settles the fetches first)."""
-        lo = block * self.blocks.block_size
-        hi = min(lo + self.blocks.block_size, self.remote_size)
-        data = store.get_range(key, lo, hi, etag=etag)
-        if len(data) != hi - lo:
-            raise OSError(errno.EIO, f"short read of {key}: {len(data)} of {hi - lo} bytes")
-        self._fill(data, lo)
-        self.blocks.add(block)
+    def _fetch_run(self, store: ObjectStore, key: str, etag: str | None, first: int,
+                   count: int, landed: Callable[[int], None]) -> None:
+        """Blocks [first, first + count) from the store into the cache file, in one
+        request, each announced as soon as its bytes are in (on a fetch thread: no
+        self.lock; whatever else changes the file settles the fetches first)."""
+        bs = self.blocks.block_size
+        lo, hi = first * bs, min((first + count) * bs, self.remote_size)
+        block = first
+
+        def sink(offset: int, chunk: memoryview) -> None:
+            nonlocal block
+            self._fill(chunk, offset)
+            done_to = offset + len(chunk)
+            while block < first + count and min((block + 1) * bs, hi) <= done_to:
+                self.blocks.add(block)
+                landed(block)
+                block += 1
+
+        store.read_into(key, lo, hi, sink, etag=etag)
+        if block < first + count:
+            raise OSError(errno.EIO, f"short read of {key}: blocks from {block} missing")
 
     def _present(self, block: int) -> bool:
         return block in self.blocks
@@ -144,7 +163,7 @@ class OpenFile:
         """No fetch in flight: before anything else changes the cache file or its map."""
         self._fetcher.settle()
 
-    def _fill(self, data: bytes, offset: int) -> None:
+    def _fill(self, data: bytes | memoryview, offset: int) -> None:
         try:
             write_at(self.fd, data, offset)
         except OSError as exc:
@@ -223,7 +242,7 @@ class OpenFile:
         partial = [b for b in sorted(edges) if b * bs < remote and b not in self.blocks
                    and not (start <= b * bs and end >= min((b + 1) * bs, remote))]
         if partial:
-            self._fetcher.get(partial, functools.partial(self._fetch_block, store, key,
+            self._fetcher.get(partial, functools.partial(self._fetch_run, store, key,
                                                           self.etag))
 
     def _written(self, start: int, end: int) -> None:

@@ -19,12 +19,16 @@ class EngineOptions:
     # changes show quickly, long enough that `ls -l` does not HEAD every file twice.
     attr_ttl: float = 1.0
     negative_ttl: float = 1.0
-    # On-demand read unit: large enough to amortise a request (~ms) at ~1 GiB/s.
-    block_size: int = 8 * _MIB
+    # Unit of the cache's map and of on-demand reads: a random read fetches one block,
+    # so small enough not to over-fetch, large enough to amortise a request.
+    block_size: int = 1 * _MIB
     # How far ahead of a sequential reader blocks are fetched, at most (the window
-    # starts at one block and doubles), and how many block GETs run at once, for all
-    # open files together. Memory in flight is at most read_concurrency x block_size.
+    # starts at one block and doubles), in GETs of up to fetch_size each (consecutive
+    # missing blocks together), read_concurrency of them at once for all open files
+    # together. Bytes stream to the cache file as they arrive: memory in flight is a
+    # chunk (1 MiB) per GET.
     read_ahead: int = 64 * _MIB
+    fetch_size: int = 16 * _MIB
     # Objects no larger than this (as last seen) are fetched whole when opened, by the
     # GET that also revalidates them: one request instead of a HEAD and a GET.
     whole_file_size: int = 1 * _MIB

@@ -6,7 +6,7 @@ Keys are exact S3 keys (str). User metadata names are lower case and carry no
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +30,9 @@ class ListResult:
     truncated: bool = False  # max_keys stopped it short of the end
 
 
+Sink = Callable[[int, memoryview], None]  # (offset in the object, bytes from there)
+
+
 class ObjectStore(Protocol):
     """One bucket."""
 
@@ -45,6 +48,15 @@ class ObjectStore(Protocol):
         ...
 
     def get(self, key: str) -> bytes: ...
+
+    def read_into(self, key: str, start: int, end: int, sink: Sink,
+                  etag: str | None = None) -> None:
+        """Bytes [start, end) of the object, handed to ``sink(offset, chunk)`` in order as
+        they arrive (one request, however large the range: no buffer holds it whole). A
+        transfer that fails part way is retried from where it stopped; a body that ends
+        short is an error, never data. With ``etag``, PreconditionFailed if it changed.
+        What ``sink`` raises ends the transfer and is raised as it is."""
+        ...
 
     def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         """Write the whole object at offset 0 of the open file ``dest_fd`` (with pwrite:

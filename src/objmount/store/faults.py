@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from objmount.store.base import ListResult, ObjectInfo, ObjectStore
+from objmount.store.base import ListResult, ObjectInfo, ObjectStore, Sink
 
 # (operation name, key) -> an exception to raise, or None to let the call through.
 FaultRule = Callable[[str, str], Exception | None]
@@ -38,6 +38,11 @@ class FaultyStore:
     def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         self._check("get_range", key)
         return self.inner.get_range(key, start, end, etag)
+
+    def read_into(self, key: str, start: int, end: int, sink: Sink,
+                  etag: str | None = None) -> None:
+        self._check("read_into", key)
+        self.inner.read_into(key, start, end, sink, etag)
 
     def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         self._check("download", key)

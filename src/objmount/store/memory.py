@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from objmount.errors import NoSuchBucket, NoSuchKey, NotSupported, PreconditionFailed, StoreError
-from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.base import ListResult, ObjectInfo, Sink
 from objmount.store.fdio import read_exactly, write_at
 
 
@@ -76,6 +76,19 @@ class MemoryStore:
                 raise PreconditionFailed(key)
             return obj.data[start:end]
 
+    def read_into(self, key: str, start: int, end: int, sink: Sink,
+                  etag: str | None = None) -> None:
+        with self._lock:
+            self._count("read_into")
+            obj = self._get(key)
+            if etag is not None and obj.etag != etag:
+                raise PreconditionFailed(key)
+            data = memoryview(obj.data)[start:min(end, len(obj.data))]
+        if len(data) != max(0, end - start):
+            raise StoreError(f"{key}: bytes [{start}, {end}) are beyond its end")
+        for offset in range(0, len(data), self.chunk_size):
+            sink(start + offset, data[offset:offset + self.chunk_size])
+
     def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         with self._lock:
             self._count("download")
@@ -101,6 +114,7 @@ class MemoryStore:
         return self.put(key, read_exactly(source_fd, 0, size), metadata, content_type)
 
     part_size = 8 << 20
+    chunk_size = 1 << 20  # of read_into
     min_part = 5 << 20  # S3's least size of a part that is not the last
     copy_parts = True  # False: behave as a store without UploadPartCopy
 

@@ -34,7 +34,7 @@ from objmount.errors import (
     StoreUnavailable,
     TransientStoreError,
 )
-from objmount.store.base import ListResult, ObjectInfo
+from objmount.store.base import ListResult, ObjectInfo, Sink
 from objmount.store.counters import RequestCounters
 from objmount.store.fdio import read_chunks, read_exactly, write_at
 from objmount.store.retry import RetryPolicy
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MIB = 1024 * 1024
+_READ_CHUNK = _MIB  # bytes handed on at a time by read_into
 _ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                  "InvalidToken", "ExpiredToken", "AllAccessDisabled", "403"}
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
@@ -123,6 +124,15 @@ def _obstore_error(exc: Exception, what: str) -> StoreError:
     return TransientStoreError(msg)
 
 
+class _SinkFailed(Exception):
+    """What a read_into sink raised, carried through the retry loop untouched: a full
+    local disk is no reason to ask the store again."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _mtime_ns(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
@@ -147,6 +157,9 @@ class S3ObjectStore:
         def attempt() -> T:
             try:
                 result = fn()
+            except _SinkFailed:
+                counters.request(what)
+                raise
             except StoreError as exc:
                 counters.request(what, failed=isinstance(exc, TransientStoreError))
                 raise
@@ -225,6 +238,55 @@ class S3ObjectStore:
             data = bytes(resp["Body"].read())
         self._account.counters.received(len(data))
         return data
+
+    def read_into(self, key: str, start: int, end: int, sink: Sink,
+                  etag: str | None = None) -> None:
+        if end <= start:
+            return
+        position = start
+        counters = self._account.counters
+
+        def give(chunk: Any) -> None:
+            nonlocal position
+            view = memoryview(chunk)
+            try:
+                sink(position, view)
+            except BaseException as exc:
+                raise _SinkFailed(exc) from exc
+            position += len(view)
+            counters.received(len(view))
+
+        def check_complete() -> None:
+            if position != end:  # a body cut short: the rest is asked for again
+                raise TransientStoreError(f"GET {key}: the body ended at {position}, "
+                                          f"short of {end}")
+
+        def with_obstore() -> None:
+            options: dict[str, Any] = {"range": (position, end)}
+            if etag:
+                options["if_match"] = etag
+            result = obstore.get(self._obstore(), key, options=options)  # type: ignore[arg-type]
+            for chunk in result.stream(min_chunk_size=_READ_CHUNK):
+                give(chunk)
+            check_complete()
+
+        def with_botocore() -> None:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
+                                      "Range": f"bytes={position}-{end - 1}"}
+            if etag:
+                kwargs["IfMatch"] = etag
+            for chunk in self._client.get_object(**kwargs)["Body"].iter_chunks(_READ_CHUNK):
+                give(chunk)
+            check_complete()
+
+        what = f"GET {key} [{start}:{end})"
+        try:
+            if obstore_can_address(key):
+                self._obcall(what, with_obstore)
+            else:
+                self._call(what, with_botocore)
+        except _SinkFailed as exc:
+            raise exc.error from None
 
     def download(self, key: str, dest_fd: int, etag: str | None = None) -> ObjectInfo:
         def fetch() -> ObjectInfo:

@@ -113,7 +113,7 @@ class DaemonSettings:
     negative_ttl: float = 1.0
     idle_timeout: float = 30.0
     part_size: int = 8 << 20
-    block_size: int = 8 << 20
+    block_size: int = 1 << 20
     cache_size: int = 2 << 30
     verbose: int = 0  # 2: log every request
 
