@@ -133,6 +133,13 @@ class Engine:
 
     # ------------------------------------------------------------------ attributes -
     def lookup(self, parent_ino: int, raw: bytes) -> Attr:
+        """The entry's attributes, fetched if a listing left them provisional."""
+        attr, known = self.lookup_entry(parent_ino, raw)
+        return attr if known else self.getattr(attr.ino)
+
+    def lookup_entry(self, parent_ino: int, raw: bytes) -> tuple[Attr, bool]:
+        """The entry, and whether its attributes are known: a front end that can say
+        they are not (FUSE: attr_timeout 0) spares the HEAD a program may not need."""
         parent = self.table.get(parent_ino)
         if raw == b".":
             inode = parent
@@ -141,7 +148,7 @@ class Engine:
         else:
             inode = self.ns.lookup_inode(parent, valid_name(raw))
         self.table.remember(inode)
-        return self.ns.current_attr(inode)
+        return self.ns.current_attr(inode), not self.ns.provisional(inode)
 
     def forget(self, ino: int, count: int) -> None:
         self.table.forget(ino, count)
@@ -158,14 +165,11 @@ class Engine:
                 and not self.table.fresh(inode) and not inode.unlinked
                 and inode.parent is not None):
             try:
-                info = self.ns.store(inode).head(inode.key)
+                self.ns.fetch_attr(inode)
             except NoSuchKey:
                 # Deleted by someone else: keep answering for the open-by-name case, the
                 # next lookup will find it gone.
                 return inode.attr
-            kind, attr = self.ns.object_attr(inode.ino, info)
-            if kind is inode.kind:
-                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
         return self.ns.current_attr(inode)
 
     def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None,
@@ -346,7 +350,7 @@ class Engine:
     def _keep_parent(self, parent: Inode) -> None:
         """A directory that only existed as a prefix vanishes with its last key:
         give it a marker so that removing a file never removes its directory."""
-        if parent.has_marker or parent.root_key is not None:
+        if parent.has_marker or parent.root_key is not None or self.ns.listed_nonempty(parent):
             return
         store = self.ns.store(parent)
         prefix = dir_prefix(parent.key)

@@ -54,6 +54,9 @@ class Inode:
     # own upload set them and the store's Last-Modified is not known).
     version: tuple[str, int] | None = None
     has_marker: bool = False
+    # Until then, a listing vouches for the name, type and size; mode, owner and times
+    # are the mount's defaults until a HEAD (provisional: see attrfetch.py).
+    listed_until: float = 0.0
     unlinked: bool = False
     symlink_target: str | None = None
     open_file: OpenFile | None = None

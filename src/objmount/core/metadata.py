@@ -88,6 +88,11 @@ def encode(attr: Attr) -> dict[str, str]:
     }
 
 
+# No symlink target is this long (PATH_MAX counts its NUL): a larger object is a file,
+# whatever its metadata says, so a listing alone tells its type.
+SYMLINK_MAX = 4096
+
+
 def with_times(attr: Attr, stored: Mapping[str, str]) -> Attr:
     """``attr`` with the times that ``stored`` metadata (as :func:`encode` wrote it) has."""
     times = {name: parse_time(stored.get(key)) for name, key in
@@ -102,7 +107,7 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
     if is_dir:
         perms = stat.S_IMODE(mode) if mode is not None else defaults.dir_mode
         mode = stat.S_IFDIR | perms
-    elif mode is not None and stat.S_ISLNK(mode):
+    elif mode is not None and stat.S_ISLNK(mode) and info.size < SYMLINK_MAX:
         mode = stat.S_IFLNK | 0o777
     else:
         # Any other type bits (a FIFO or device stored by another tool) are shown as a

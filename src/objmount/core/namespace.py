@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from objmount.core import metadata
+from objmount.core.attrfetch import AttrFetcher
 from objmount.core.inodes import ROOT_INO, Inode, InodeTable, Kind, Virtual
 from objmount.core.metadata import Attr
 from objmount.core.names import dir_prefix, join_key, shown_name
@@ -49,6 +50,7 @@ class DirEntry:
     name: str
     attr: Attr
     offset: int  # the cookie to resume after this entry
+    attr_known: bool = True  # False: provisional (mode, owner and times not fetched)
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Namespace:
         self._listings: dict[int, Listing] = {}
         self._listings_lock = threading.Lock()
         self.table.on_entry_change = self._entry_changed
+        self.attrs = AttrFetcher(self._pool, self._head_attr, self.provisional,
+                                 self.table.child)
         if root.bucket is None:
             top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
                         virtual=Virtual.TOP)
@@ -176,6 +180,7 @@ class Namespace:
                 inode.has_marker = marker
             if inode.open_file is None:
                 self.table.set_attr(inode, attr.with_(ino=inode.ino), version)
+                inode.listed_until = 0.0
             return inode
 
     def lookup_inode(self, parent: Inode, name: str) -> Inode:
@@ -185,7 +190,8 @@ class Namespace:
             return self._lookup_virtual(parent, name)
         inode = self.table.child(parent, name)
         if inode is not None and (self.table.fresh(inode) or inode.open_file is not None
-                                  or name in parent.pending_children):
+                                  or name in parent.pending_children
+                                  or inode.listed_until > time.monotonic()):
             return inode
         if inode is None and self.table.is_negative(parent, name):
             raise FsError(errno.ENOENT)
@@ -237,7 +243,7 @@ class Namespace:
                         continue
         else:
             children = self._list_prefix(inode)
-        return [DirEntry(c.name, self.current_attr(c), i + 1)
+        return [DirEntry(c.name, self.current_attr(c), i + 1, not self.provisional(c))
                 for i, c in enumerate(sorted(children, key=lambda c: c.name))]
 
     def _list_prefix(self, inode: Inode) -> list[Inode]:
@@ -267,6 +273,15 @@ class Namespace:
                     listing.names[name] = inode.kind is Kind.DIR
                 else:
                     listing.names.pop(name, None)
+
+    def listed_nonempty(self, directory: Inode) -> bool:
+        """A recent listing (kept current with the changes made here) still has entries:
+        the directory does not vanish with the key just removed."""
+        now = time.monotonic()
+        with self._listings_lock:
+            listing = self._listings.get(directory.ino)
+            return (listing is not None and listing.absent_until > now
+                    and bool(listing.names))
 
     def made_here(self, directory: Inode) -> None:
         """``directory`` was just created here, so it is empty: no lookup in it needs to
@@ -345,7 +360,8 @@ class Namespace:
         children = []
         for name in names:
             child = self.table.child(inode, name)
-            if child is None or not (self.table.fresh(child) or child.open_file is not None):
+            if child is None or not (self.table.fresh(child) or child.open_file is not None
+                                     or child.listed_until > time.monotonic()):
                 return None
             children.append(child)
         return children
@@ -369,8 +385,12 @@ class Namespace:
             if name is not None and name not in dirs:
                 files[name] = obj
         result: list[Inode] = []
-        # Objects whose cached attributes still match the listed version need no HEAD.
+        # Objects whose cached attributes still match the listed version need no HEAD;
+        # nor, until a program asks for their attributes, files too large to be
+        # symlinks (the kernel's sticky-bit check reads owners without asking).
         stale: list[tuple[str, ObjectInfo]] = []
+        deferred: list[str] = []
+        defer = not inode.attr.mode & stat.S_ISVTX
         for name, obj in files.items():
             known = self.table.child(inode, name)
             if (known is not None and known.kind is not Kind.DIR
@@ -378,8 +398,12 @@ class Namespace:
                          or known.version == (obj.etag, obj.mtime_ns))):
                 self.table.set_attr(known, known.attr)
                 result.append(known)
+            elif defer and obj.size >= metadata.SYMLINK_MAX:
+                result.append(self._install_listed(inode, name, obj))
+                deferred.append(name)
             else:
                 stale.append((name, obj))
+        self.attrs.listed(inode, sorted(deferred))
         heads = self.parallel(lambda item: store.head(item[1].key), stale)
         for (name, _obj), fut in zip(stale, heads, strict=True):
             try:
@@ -408,6 +432,41 @@ class Namespace:
             elif name not in files and name not in dirs:
                 result.append(child)
         return result
+
+    def _install_listed(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:
+        """A file as a LIST shows it: provisional attributes, the HEAD left for later."""
+        attr = metadata.decode(0, info, self.options.defaults, is_dir=False)
+        with self.table.lock:
+            existing = self.table.child(parent, name)
+            if existing is not None and existing.kind is Kind.FILE:
+                inode = existing
+            else:
+                inode = Inode(self.table.new_ino(), Kind.FILE, attr, parent, name)
+                self.table.link(parent, name, inode, discovered=existing is None)
+            if inode.open_file is None:
+                self.table.set_attr(inode, attr.with_(ino=inode.ino), ttl=0.0)
+                inode.listed_until = time.monotonic() + self.table.attr_ttl
+            return inode
+
+    def provisional(self, inode: Inode) -> bool:
+        """Mode, owner and times not fetched yet (the rest is the listing's)."""
+        return (inode.listed_until > 0 and not self.table.fresh(inode)
+                and inode.open_file is None)
+
+    def fetch_attr(self, inode: Inode) -> None:
+        """The attributes of a file from the store, now (those of the entries listed
+        after it on their way too)."""
+        self.attrs.fetch(inode)
+
+    def _head_attr(self, inode: Inode) -> None:
+        if inode.unlinked or inode.parent is None:
+            return
+        info = self.store(inode).head(inode.key)
+        kind, attr = self.object_attr(inode.ino, info)
+        with self.table.lock:
+            if kind is inode.kind and inode.open_file is None and not inode.unlinked:
+                self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
+                inode.listed_until = 0.0
 
     def _install(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:
         kind, attr = self.object_attr(0, info)

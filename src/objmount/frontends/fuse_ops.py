@@ -22,7 +22,9 @@ T = TypeVar("T")
 _LIMITER = trio.CapacityLimiter(64)
 
 
-def entry(attr: Attr, timeout: float) -> pyfuse3.EntryAttributes:
+def entry(attr: Attr, timeout: float, attr_known: bool = True) -> pyfuse3.EntryAttributes:
+    """``attr_known``: False for provisional attributes (a listing's): the kernel asks
+    for them (getattr) before it uses them, and only then are they fetched."""
     e = pyfuse3.EntryAttributes()
     e.st_ino = attr.ino
     e.st_mode = attr.mode
@@ -36,7 +38,7 @@ def entry(attr: Attr, timeout: float) -> pyfuse3.EntryAttributes:
     e.st_mtime_ns = attr.mtime_ns
     e.st_ctime_ns = attr.ctime_ns
     e.entry_timeout = timeout
-    e.attr_timeout = timeout
+    e.attr_timeout = timeout if attr_known else 0
     return e
 
 
@@ -68,7 +70,8 @@ class FuseOperations(pyfuse3.Operations):
         return await trio.to_thread.run_sync(call, limiter=_LIMITER)
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
-        return entry(await self._run(self.engine.lookup, parent_inode, name), self.timeout)
+        attr, known = await self._run(self.engine.lookup_entry, parent_inode, name)
+        return entry(attr, self.timeout, known)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -104,8 +107,8 @@ class FuseOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
         entries = await self._run(self.engine.readdir, fh, start_id)
         for e in entries:
-            if not pyfuse3.readdir_reply(token, e.name.encode(), entry(e.attr, self.timeout),
-                                         e.offset):
+            if not pyfuse3.readdir_reply(token, e.name.encode(),
+                                         entry(e.attr, self.timeout, e.attr_known), e.offset):
                 break
             # readdirplus handed the inode to the kernel: it will forget it later.
             self.engine.remember(e.attr.ino)

@@ -492,7 +492,7 @@ class Handlers:
             name = e.name.encode()
             out.append((e.attr.ino, dtype(e.attr.mode), name))
             inode = self.engine.table.find(e.attr.ino)
-            if inode is not None and inode.open_file is None:
+            if inode is not None and inode.open_file is None and e.attr_known:
                 known.append((base + b"/" + name, e.attr))
         self.page.put_many(base, known, self.attr_ttl, seen_changes=seen)
         return out
@@ -525,7 +525,9 @@ class Handlers:
             return parent
         if parent.name in (b".", b".."):
             raise FsError(errno.EINVAL if parent.name == b"." else errno.ENOTEMPTY)
-        victim = self.engine.lookup(parent.attr.ino, parent.name)
+        # The type is all a removal needs (the owner too under a sticky bit, and there
+        # listings leave no attributes provisional): no HEAD per file of an rm -r.
+        victim, _known = self.engine.lookup_entry(parent.attr.ino, parent.name)
         self.pins.looked_up(victim.ino)
         permissions.require_removable(parent.attr, victim, client.caller)
         return parent, victim

@@ -1,0 +1,102 @@
+"""Attributes that a listing does not carry, fetched when a program asks, and ahead.
+
+A LIST gives each object's name, size and time, not its mode, owner or times of its
+own (only a HEAD does). Listing a directory therefore leaves large files with
+*provisional* attributes (see namespace.py), and their HEADs wait until a program asks
+for the attributes: ``rm -r`` and ``find -type f`` never do, ``ls -l``, ``du`` and
+``find -size`` ask for every entry, in the order of the listing. So when one entry is
+asked for, the entries after it are fetched too, in parallel: a window that starts at
+``first_window`` HEADs and doubles each time the program reaches its end, and starts
+over when the program jumps elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from objmount.core.inodes import Inode
+
+_DIRECTORIES_KEPT = 256  # listings whose order is remembered
+
+
+@dataclass
+class _Order:
+    names: list[str]  # the entries listed with provisional attributes, in order
+    index: dict[str, int]
+    fetched_to: int = 0  # entries before this were asked for already
+    window: int = 0
+
+
+class AttrFetcher:
+    def __init__(self, pool: Executor, head: Callable[[Inode], None],
+                 provisional: Callable[[Inode], bool],
+                 child: Callable[[Inode, str], Inode | None], *, first_window: int = 8,
+                 max_window: int = 1024) -> None:
+        """``head(inode)`` fetches and records one inode's attributes; ``provisional``
+        says whether an inode still needs that; ``child`` finds an entry by name."""
+        self._pool = pool
+        self._head = head
+        self._provisional = provisional
+        self._child = child
+        self.first_window = first_window
+        self.max_window = max_window
+        # Reentrant: a HEAD done before its callback is added runs the callback here.
+        self._lock = threading.RLock()
+        self._inflight: dict[int, Future[None]] = {}
+        self._orders: OrderedDict[int, _Order] = OrderedDict()
+
+    def listed(self, directory: Inode, names: list[str]) -> None:
+        """``names`` (in the order programs will see them) were just listed in
+        ``directory`` with provisional attributes."""
+        with self._lock:
+            self._orders.pop(directory.ino, None)
+            if names:
+                self._orders[directory.ino] = _Order(names, {n: i for i, n in enumerate(names)})
+                while len(self._orders) > _DIRECTORIES_KEPT:
+                    self._orders.popitem(last=False)
+
+    def fetch(self, inode: Inode) -> None:
+        """Fetch ``inode``'s attributes (waiting for a HEAD already on its way) and start
+        those of the entries after it; raises what its HEAD raised."""
+        with self._lock:
+            future = self._inflight.get(inode.ino) or self._submit(inode)
+            parent = inode.parent
+            order = self._orders.get(parent.ino) if parent is not None else None
+            ahead: list[str] = []
+            if parent is not None and order is not None and inode.name in order.index:
+                at = order.index[inode.name]
+                # Reaching the end of what was fetched ahead: the guess was right.
+                sequential = at == order.fetched_to or at + 1 == order.fetched_to
+                order.window = (min(max(self.first_window, order.window * 2), self.max_window)
+                                if sequential else self.first_window)
+                start = max(at + 1, order.fetched_to if sequential else at + 1)
+                stop = min(len(order.names), at + 1 + order.window)
+                ahead = order.names[start:stop]
+                order.fetched_to = max(stop, at + 1)
+            for name in ahead:
+                assert parent is not None
+                child = self._child(parent, name)
+                if (child is not None and child.ino not in self._inflight
+                        and self._provisional(child)):
+                    self._submit(child)
+        future.result()
+
+    def _submit(self, inode: Inode) -> Future[None]:
+        future = self._pool.submit(self._head, inode)
+        self._inflight[inode.ino] = future
+        future.add_done_callback(functools.partial(self._done, inode.ino))
+        return future
+
+    def _done(self, ino: int, future: Future[None]) -> None:
+        with self._lock:
+            if self._inflight.get(ino) is future:
+                del self._inflight[ino]
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)

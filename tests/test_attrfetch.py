@@ -1,0 +1,153 @@
+"""Provisional attributes (core/attrfetch.py): a listing vouches for the name, type and
+size of files too large to be symlinks; their HEADs wait until a program asks for mode,
+owner or times, and then go out ahead along the listing. Asserted on the requests an
+in-memory store receives, then through the FUSE mount and SeaweedFS."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Mount
+from s3fixtures import server_requests
+from test_engine import make_engine
+
+from objmount.core import metadata
+from objmount.core.engine import Engine
+from objmount.core.inodes import ROOT_INO
+from objmount.core.metadata import Attr
+from objmount.server import ServerInfo
+from objmount.store.memory import MemoryAccount, MemoryStore
+
+SIZE = metadata.SYMLINK_MAX  # the smallest size a listing alone can vouch for
+FILES = 40
+
+
+@pytest.fixture
+def account() -> MemoryAccount:
+    account = MemoryAccount("b")
+    store = account.stores["b"]
+    for i in range(FILES):
+        attr = Attr(0, stat.S_IFREG | 0o600, 1234, 5678, SIZE, 10**18, 10**18, 10**18, 1)
+        store.put(f"d/f{i:03d}", os.urandom(SIZE), metadata.encode(attr))
+    store.put("d/small", b"tiny", {})
+    return account
+
+
+@pytest.fixture
+def store(account: MemoryAccount) -> MemoryStore:
+    return account.stores["b"]
+
+
+@pytest.fixture
+def engine(account: MemoryAccount, tmp_path: Path) -> Engine:
+    return make_engine(account, tmp_path, attr_ttl=60.0, negative_ttl=60.0)
+
+
+def listed(engine: Engine, store: MemoryStore) -> tuple[int, dict[str, Any]]:
+    """The directory d (looked up first: that costs requests of its own) and its
+    entries, as readdir gives them."""
+    directory = engine.lookup(ROOT_INO, b"d").ino
+    store.requests.clear()
+    fh = engine.opendir(directory)
+    entries = {e.name: e for e in engine.readdir(fh, 0)}
+    engine.releasedir(fh)
+    return directory, entries
+
+
+def settle(engine: Engine) -> None:
+    """Wait for the HEADs sent ahead."""
+    deadline = time.monotonic() + 10
+    while engine.ns.attrs.in_flight():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_a_listing_sends_no_head_for_large_files(engine: Engine, store: MemoryStore) -> None:
+    _directory, entries = listed(engine, store)
+    assert store.requests == {"list": 1, "head": 1}  # the small one may be a symlink
+    big = entries["f000"]
+    assert not big.attr_known and big.attr.size == SIZE and stat.S_ISREG(big.attr.mode)
+    assert entries["small"].attr_known
+
+
+def test_removing_listed_files_sends_only_deletes(engine: Engine, store: MemoryStore) -> None:
+    directory, entries = listed(engine, store)
+    store.requests.clear()
+    for name in entries:
+        engine.unlink(directory, name.encode())
+    # And, once: the directory existed only as a prefix, so emptying it asks whether it
+    # is empty and leaves it a marker (see test_engine for rmdir's side).
+    assert store.requests == {"delete": FILES + 1, "list": 1, "put": 1}
+
+
+def test_asking_for_attributes_fetches_them_and_the_next_ones(
+        engine: Engine, store: MemoryStore) -> None:
+    _directory, entries = listed(engine, store)
+    store.requests.clear()
+    first = engine.getattr(entries["f000"].attr.ino)
+    assert (stat.S_IMODE(first.mode), first.uid, first.gid) == (0o600, 1234, 5678)
+    fetcher = engine.ns.attrs
+    first_round = 1 + fetcher.first_window
+    settle(engine)
+    assert store.requests == {"head": first_round}
+    for i in range(1, first_round):  # fetched ahead: no request of their own
+        assert stat.S_IMODE(engine.getattr(entries[f"f{i:03d}"].attr.ino).mode) == 0o600
+    settle(engine)
+    assert store.requests == {"head": first_round}
+    # Reaching the end of the window doubles it.
+    engine.getattr(entries[f"f{first_round:03d}"].attr.ino)
+    settle(engine)
+    assert store.requests["head"] == first_round + 1 + 2 * fetcher.first_window
+    # Every file once, however they are asked for after.
+    for _name, entry in entries.items():
+        engine.getattr(entry.attr.ino)
+    assert store.requests["head"] == FILES
+
+
+def test_lookup_gives_fetched_attributes_and_lookup_entry_may_not(
+        engine: Engine, store: MemoryStore) -> None:
+    directory, _entries = listed(engine, store)
+    attr, known = engine.lookup_entry(directory, b"f005")
+    assert not known and stat.S_IMODE(attr.mode) == engine.options.defaults.file_mode
+    store.requests.clear()
+    assert stat.S_IMODE(engine.lookup(directory, b"f005").mode) == 0o600
+    assert store.requests["head"] >= 1
+
+
+def test_a_large_object_is_a_file_whatever_its_metadata_says(
+        engine: Engine, store: MemoryStore) -> None:
+    link = Attr(0, stat.S_IFLNK | 0o777, 0, 0, 0, 0, 0, 0, 1)
+    store.put("d/notalink", b"x" * SIZE, metadata.encode(link))
+    store.put("d/link", b"target", metadata.encode(link))
+    _directory, entries = listed(engine, store)
+    assert stat.S_ISREG(engine.getattr(entries["notalink"].attr.ino).mode)
+    assert stat.S_ISLNK(entries["link"].attr.mode) and entries["link"].attr_known
+
+
+def test_through_the_mount_rm_r_sends_only_deletes_and_ls_shows_real_modes(
+        mounted: Mount, s3_server: ServerInfo, s3_client: Any, bucket: str) -> None:
+    d = mounted.path / "many"
+    d.mkdir()
+    for i in range(30):
+        path = d / f"f{i:02d}"
+        path.write_bytes(os.urandom(8192))
+        path.chmod(0o640 if i % 2 else 0o600)
+    mounted.remount()
+    listing = subprocess.run(["ls", "-ln", str(d)], capture_output=True, text=True,
+                             check=True).stdout.splitlines()[1:]
+    modes = {line.split()[-1]: line.split()[0] for line in listing}
+    assert modes == {f"f{i:02d}": "-rw-r-----" if i % 2 else "-rw-------" for i in range(30)}
+    mounted.remount()
+    before = server_requests(s3_server, bucket)
+    subprocess.run(["rm", "-r", str(d)], check=True)
+    asked = server_requests(s3_server, bucket) - before
+    deletes = sum(n for kind, n in asked.items() if kind.startswith("DELETE"))
+    assert deletes == 31  # the files, the marker
+    heads = sum(n for kind, n in asked.items() if kind.startswith("GET"))
+    assert heads <= 1, asked  # the directory's own marker, no file's
