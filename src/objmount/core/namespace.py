@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from objmount.core import metadata
@@ -66,6 +66,9 @@ class Listing:
     absent_until: float
     names: dict[str, bool]  # name -> is a directory
     complete: bool = True
+    # Files as listed: (size, Last-Modified ns); enough to know one too large to be a
+    # symlink is a file, and so to answer its lookup without a HEAD.
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Listed(enum.Enum):
@@ -142,6 +145,12 @@ class Namespace:
             attr, marker = self.marker_attr(0, store, key)
             return self._adopt(parent, name, Kind.DIR, attr, None, marker)
         if listed is Listed.FILE:
+            size_time = self._listed_file(parent, name)
+            if (size_time is not None and size_time[0] >= metadata.SYMLINK_MAX
+                    and not parent.attr.mode & stat.S_ISVTX):
+                size, mtime_ns = size_time
+                return self._install_listed(parent, name,
+                                            ObjectInfo(key, size, "", mtime_ns, {}, "", False))
             try:
                 found = store.head(key)
             except NoSuchKey:
@@ -256,7 +265,9 @@ class Namespace:
         if self.table.attr_ttl > 0:
             self._remember_if_unchanged(inode, changes, Listing(
                 sent + self.table.attr_ttl, sent + self.table.negative_ttl,
-                {c.name: c.kind is Kind.DIR for c in result}))
+                {c.name: c.kind is Kind.DIR for c in result}, True,
+                {c.name: (c.attr.size, c.attr.mtime_ns) for c in result
+                 if c.kind is Kind.FILE and c.open_file is None}))
         return result
 
     def _remember_if_unchanged(self, inode: Inode, changes: int, listing: Listing) -> None:
@@ -269,6 +280,7 @@ class Namespace:
         with self._listings_lock:
             listing = self._listings.get(parent_ino)
             if listing is not None:
+                listing.files.pop(name, None)  # its size is ours to say now
                 if inode is not None:
                     listing.names[name] = inode.kind is Kind.DIR
                 else:
@@ -309,6 +321,12 @@ class Namespace:
             is_dir = listing.names.get(name)
         return Listed.ABSENT if is_dir is None else Listed.DIR if is_dir else Listed.FILE
 
+    def _listed_file(self, parent: Inode, name: str) -> tuple[int, int] | None:
+        """(size, mtime) of ``name`` as a recent listing of ``parent`` showed it."""
+        with self._listings_lock:
+            listing = self._listings.get(parent.ino)
+            return listing.files.get(name) if listing is not None else None
+
     def _list_names(self, parent: Inode) -> Listing:
         """Up to ``_NAMES_PAGE`` of ``parent``'s names, remembered for ``negative_ttl``."""
         store = self.store(parent)
@@ -317,10 +335,12 @@ class Namespace:
         sent = time.monotonic()
         page = store.list(prefix, "/", max_keys=_NAMES_PAGE)
         names: dict[str, bool] = {}
+        files: dict[str, tuple[int, int]] = {}
         for obj in page.objects:
             name = shown_name(obj.key[len(prefix):])
             if name is not None:
                 names[name] = False
+                files[name] = (obj.size, obj.mtime_ns)
         for p in page.prefixes:
             name = shown_name(p[len(prefix):-1])
             if name is not None:
@@ -332,7 +352,10 @@ class Namespace:
         # keeps lookups in it from costing a few LISTs every negative_ttl.
         trusted = self.table.negative_ttl if complete else max(self.table.negative_ttl,
                                                                _LARGE_DIRECTORY_RETRY)
-        listing = Listing(0.0, sent + trusted, names, complete)
+        for name in names:
+            if names[name]:
+                files.pop(name, None)
+        listing = Listing(0.0, sent + trusted, names, complete, files)
         self._remember_if_unchanged(parent, changes, listing)
         return listing
 
