@@ -98,6 +98,16 @@ def test_read_into_raises_what_the_sink_raises_without_retrying(store: S3ObjectS
     assert info.value.errno == errno.ENOSPC and calls == [0]
 
 
+def test_listed_and_headed_times_agree(store: S3ObjectStore) -> None:
+    """LIST times (ISO 8601, parsed by the fast path) and HEAD times (HTTP dates, by
+    botocore's) are the same instant, to the second HTTP dates carry."""
+    store.put("timed", b"x", {})
+    listed = next(o for o in store.list("", None).objects if o.key == "timed")
+    headed = store.head("timed")
+    assert abs(listed.mtime_ns - headed.mtime_ns) < 1_000_000_000
+    assert abs(listed.mtime_ns - time.time_ns()) < 60 * 1_000_000_000
+
+
 def test_multipart_upload_and_download(store: S3ObjectStore, s3_client: Any, bucket: str,
                                        tmp_path: Path) -> None:
     src = tmp_path / "src"

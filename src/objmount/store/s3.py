@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import botocore.config
 import botocore.exceptions
 import botocore.session
+import botocore.utils
 import obstore
 import obstore.exceptions
 from obstore.store import S3Store as _ObStore
@@ -68,7 +69,21 @@ def explicit_session() -> botocore.session.Session:
     """A botocore session for clients given everything explicitly. It ignores AWS_PROFILE:
     the configuration was resolved already (config.py), and a profile named there that
     does not exist would otherwise break even a client that never uses it."""
-    return botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    session = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=_parse_timestamp)
+    return session
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """LIST answers carry ISO 8601 times, which the standard library parses ~400 times
+    faster than botocore's default (dateutil: 65 us each, 65 ms a page of 1000)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        fallback: datetime = botocore.utils.parse_timestamp(value)  # HTTP dates, epochs
+        return fallback
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def obstore_can_address(key: str) -> bool:
