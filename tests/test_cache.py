@@ -15,6 +15,7 @@ from conftest import Mount
 from intercept import Intercept
 from s3fixtures import server_requests
 from test_engine import make_engine, read_file, write_file
+from test_status import report_of
 
 from objmount.core.cache import ObjectCache
 from objmount.core.inodes import ROOT_INO
@@ -147,6 +148,34 @@ def test_reading_a_file_again_through_the_mount_moves_no_bytes(
     new = os.urandom(1 << 20)
     s3_client.put_object(Bucket=bucket, Key="big", Body=new)
     assert (mounted.path / "big").read_bytes() == new
+
+
+def test_an_unchanged_file_is_read_again_from_the_kernels_page_cache(
+        mounted: Mount, s3_client: Any, bucket: str) -> None:
+    """keep_cache: the second read of an unchanged file never reaches the daemon; one
+    changed by another client (another ETag at open), or written here, reads right."""
+    data = os.urandom(8 << 20)
+    s3_client.put_object(Bucket=bucket, Key="big", Body=data)
+    path = mounted.path / "big"
+    assert path.read_bytes() == data
+
+    def reads() -> int:
+        report = report_of(mounted.pid, mounted.env)["reads"]
+        assert isinstance(report, dict)
+        return sum(int(n) for n in report.values())
+
+    before = reads()
+    assert path.read_bytes() == data
+    assert reads() == before
+    new = os.urandom(8 << 20)
+    s3_client.put_object(Bucket=bucket, Key="big", Body=new)
+    assert path.read_bytes() == new
+    with open(path, "r+b") as f:
+        f.seek(5 << 20)
+        f.write(b"written here")
+    new = new[:5 << 20] + b"written here" + new[(5 << 20) + 12:]
+    assert path.read_bytes() == new
+    assert s3_client.get_object(Bucket=bucket, Key="big")["Body"].read() == new
 
 
 def test_reading_a_file_again_under_interception_moves_no_bytes(

@@ -51,6 +51,7 @@ class _Handle:
     inode: Inode
     flags: int
     writable: bool
+    unchanged: bool = False  # the same version as at the inode's last open
 
 
 @dataclass
@@ -344,7 +345,9 @@ class Engine:
             self._writable()
         with self._ns_lock:
             of = self.files.open(inode, want_bytes=not (flags & os.O_TRUNC and writable))
-        handle = _Handle(inode, flags, writable)
+            unchanged = of.etag is not None and of.etag == inode.page_etag
+            inode.page_etag = of.etag
+        handle = _Handle(inode, flags, writable, unchanged)
         fh = self._new_fh(handle)
         if flags & os.O_TRUNC and writable:
             now = time.time_ns()
@@ -380,6 +383,12 @@ class Engine:
             self.table.remember(inode)
         fh = self._new_fh(_Handle(inode, flags, True))
         return fh, self.ns.current_attr(inode)
+
+    def unchanged_since_last_open(self, fh: int) -> bool:
+        """The object has the version it had at the previous open of its inode here (or
+        that our own upload of what was written made): a kernel page cache of its bytes
+        is still right (FUSE's keep_cache)."""
+        return self._handles[fh].unchanged
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
         handle = self._handles[fh]

@@ -59,6 +59,9 @@ class Inode:
     listed_until: float = 0.0
     unlinked: bool = False
     symlink_target: str | None = None
+    # ETag of the version whose bytes the kernel may hold in its page cache for this
+    # inode (FUSE): that of its last open, or of our own upload of what it wrote.
+    page_etag: str | None = None
     open_file: OpenFile | None = None
     # For directories: names created here that may not be in the store yet.
     pending_children: set[str] = field(default_factory=set)

@@ -231,6 +231,7 @@ class OpenFiles:
             attr = inode.attr.with_(size=of.size)
             meant = metadata.encode(attr)
             stored = of.upload(store, inode.key, meant, content_type(inode))
+            inode.page_etag = of.etag  # the kernel's pages hold what was written
             if stored is not meant:  # a streamed upload kept the times of its start
                 attr = metadata.with_times(attr, stored)
             self.table.set_attr(inode, attr, (of.etag or "", 0))
