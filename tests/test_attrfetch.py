@@ -5,6 +5,7 @@ in-memory store receives, then through the FUSE mount and SeaweedFS."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -21,6 +22,7 @@ from objmount.core import metadata
 from objmount.core.engine import Engine
 from objmount.core.inodes import ROOT_INO
 from objmount.core.metadata import Attr
+from objmount.errors import FsError
 from objmount.server import ServerInfo
 from objmount.store.memory import MemoryAccount, MemoryStore
 
@@ -115,14 +117,13 @@ def test_asking_for_attributes_fetches_them_and_the_next_ones(
     for i in range(1, first_round):  # fetched ahead: no request of their own
         assert stat.S_IMODE(engine.getattr(entries[f"f{i:03d}"].attr.ino).mode) == 0o600
     settle(engine)
-    assert store.requests == {"head": first_round}
-    # Reaching the end of the window doubles it.
-    engine.getattr(entries[f"f{first_round:03d}"].attr.ino)
-    settle(engine)
-    assert store.requests["head"] == first_round + 1 + 2 * fetcher.first_window
+    # Past the middle of the window (at f005), the next, twice as large, went out.
+    middle = first_round - fetcher.first_window // 2
+    assert store.requests["head"] == middle + 1 + 2 * fetcher.first_window
     # Every file once, however they are asked for after.
     for _name, entry in entries.items():
         engine.getattr(entry.attr.ino)
+    settle(engine)
     assert store.requests["head"] == FILES
 
 
@@ -167,3 +168,20 @@ def test_through_the_mount_rm_r_sends_only_deletes_and_ls_shows_real_modes(
     assert deletes == 31  # the files, the marker
     heads = sum(n for kind, n in asked.items() if kind.startswith("GET"))
     assert heads <= 1, asked  # the directory's own marker, no file's
+
+
+def test_cached_answers_need_no_worker_and_no_request(
+        engine: Engine, store: MemoryStore, account: MemoryAccount, tmp_path: Path) -> None:
+    """What FUSE answers on its event loop: lookups and getattrs the caches know."""
+    directory, entries = listed(engine, store)
+    store.requests.clear()
+    found = engine.lookup_nowait(directory, b"f001")
+    assert found is not None and found[0].ino == entries["f001"].attr.ino and not found[1]
+    with pytest.raises(FsError) as absent:
+        engine.lookup_nowait(directory, b"not-there")
+    assert absent.value.errno == errno.ENOENT
+    assert engine.getattr_nowait(entries["small"].attr.ino) is not None  # fresh
+    assert engine.getattr_nowait(entries["f001"].attr.ino) is None  # needs its HEAD
+    assert store.requests == {}
+    fresh = make_engine(account, tmp_path / "other")
+    assert fresh.lookup_nowait(ROOT_INO, b"d") is None  # nothing listed yet: ask

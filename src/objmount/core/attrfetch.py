@@ -6,8 +6,8 @@ own (only a HEAD does). Listing a directory therefore leaves large files with
 for the attributes: ``rm -r`` and ``find -type f`` never do, ``ls -l``, ``du`` and
 ``find -size`` ask for every entry, in the order of the listing. So when one entry is
 asked for, the entries after it are fetched too, in parallel: a window that starts at
-``first_window`` HEADs and doubles each time the program reaches its end, and starts
-over when the program jumps elsewhere.
+``first_window`` HEADs and doubles each time the program gets past its middle (or
+reaches its end), and starts over when the program jumps elsewhere.
 """
 
 from __future__ import annotations
@@ -48,13 +48,19 @@ class AttrFetcher:
         # Reentrant: a HEAD done before its callback is added runs the callback here.
         self._lock = threading.RLock()
         self._inflight: dict[int, Future[None]] = {}
+        self._ahead: set[int] = set()  # fetched ahead of the program, not used yet
         self._orders: OrderedDict[int, _Order] = OrderedDict()
 
     def listed(self, directory: Inode, names: list[str]) -> None:
         """``names`` (in the order programs will see them) were just listed in
         ``directory`` with provisional attributes."""
         with self._lock:
-            self._orders.pop(directory.ino, None)
+            old = self._orders.pop(directory.ino, None)
+            if old is not None:
+                for name in old.names:  # no longer ahead of anything
+                    child = self._child(directory, name)
+                    if child is not None:
+                        self._ahead.discard(child.ino)
             if names:
                 self._orders[directory.ino] = _Order(names, {n: i for i, n in enumerate(names)})
                 while len(self._orders) > _DIRECTORIES_KEPT:
@@ -64,27 +70,45 @@ class AttrFetcher:
         """Fetch ``inode``'s attributes (waiting for a HEAD already on its way) and start
         those of the entries after it; raises what its HEAD raised."""
         with self._lock:
+            self._ahead.discard(inode.ino)
             future = self._inflight.get(inode.ino) or self._submit(inode)
-            parent = inode.parent
-            order = self._orders.get(parent.ino) if parent is not None else None
-            ahead: list[str] = []
-            if parent is not None and order is not None and inode.name in order.index:
-                at = order.index[inode.name]
-                # Reaching the end of what was fetched ahead: the guess was right.
-                sequential = at == order.fetched_to or at + 1 == order.fetched_to
-                order.window = (min(max(self.first_window, order.window * 2), self.max_window)
-                                if sequential else self.first_window)
-                start = max(at + 1, order.fetched_to if sequential else at + 1)
-                stop = min(len(order.names), at + 1 + order.window)
-                ahead = order.names[start:stop]
-                order.fetched_to = max(stop, at + 1)
-            for name in ahead:
-                assert parent is not None
-                child = self._child(parent, name)
-                if (child is not None and child.ino not in self._inflight
-                        and self._provisional(child)):
-                    self._submit(child)
+            self._advance(inode, missed=True)
         future.result()
+
+    def used(self, inode: Inode) -> None:
+        """A program used attributes that were here: if they were fetched ahead, stay
+        ahead of it (past the middle of the window, the next one goes out)."""
+        if inode.ino not in self._ahead:  # the common case, without the lock
+            return
+        with self._lock:
+            self._ahead.discard(inode.ino)
+            self._advance(inode, missed=False)
+
+    def _advance(self, inode: Inode, *, missed: bool) -> None:
+        parent = inode.parent
+        order = self._orders.get(parent.ino) if parent is not None else None
+        at = order.index.get(inode.name) if order is not None else None
+        if parent is None or order is None or at is None:
+            return
+        in_window = order.fetched_to - order.window <= at <= order.fetched_to
+        if missed:
+            # Reaching what was fetched ahead (or its end): the guess was right.
+            window = min(max(self.first_window, order.window * 2), self.max_window) \
+                if in_window else self.first_window
+        elif in_window and at >= order.fetched_to - order.window // 2:
+            window = min(max(self.first_window, order.window * 2), self.max_window)
+        else:
+            return
+        start = max(at + 1, order.fetched_to if in_window else at + 1)
+        stop = min(len(order.names), at + 1 + window)
+        order.window = window
+        order.fetched_to = max(stop, at + 1)
+        for name in order.names[start:stop]:
+            child = self._child(parent, name)
+            if (child is not None and child.ino not in self._inflight
+                    and self._provisional(child)):
+                self._submit(child)
+                self._ahead.add(child.ino)
 
     def _submit(self, inode: Inode) -> Future[None]:
         future = self._pool.submit(self._head, inode)

@@ -30,6 +30,8 @@ from objmount.store.base import Account
 
 log = logging.getLogger(__name__)
 
+# Writes at most this large may go to the cache file on the front end's own thread.
+_NOWAIT_WRITE = 128 * 1024
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 __all__ = ["RENAME_EXCHANGE", "RENAME_NOREPLACE", "DirEntry", "Engine", "EngineOptions",
@@ -122,6 +124,35 @@ class Engine:
         self.table.remember(inode)
         return self.ns.current_attr(inode), not self.ns.provisional(inode)
 
+    def lookup_nowait(self, parent_ino: int, raw: bytes) -> tuple[Attr, bool] | None:
+        """:meth:`lookup_entry` if the caches answer it (FsError ENOENT for a name known
+        to be absent); None when the store must be asked (then call lookup_entry)."""
+        parent = self.table.find(parent_ino)
+        if parent is None or raw in (b".", b".."):
+            return None
+        try:
+            name = valid_name(raw)
+        except FsError:
+            return None  # lookup_entry says why
+        inode = self.ns.cached_inode(parent, name)
+        if inode is None:
+            return None
+        self.table.remember(inode)
+        return self.ns.current_attr(inode), not self.ns.provisional(inode)
+
+    def getattr_nowait(self, ino: int) -> Attr | None:
+        """:meth:`getattr` if no request is needed; else None."""
+        inode = self.table.find(ino)
+        if inode is None or self._needs_head(inode):
+            return None
+        self.ns.attrs.used(inode)
+        return self.ns.current_attr(inode)
+
+    def _needs_head(self, inode: Inode) -> bool:
+        return (inode.kind is not Kind.DIR and inode.open_file is None
+                and not self.table.fresh(inode) and not inode.unlinked
+                and inode.parent is not None)
+
     def forget(self, ino: int, count: int) -> None:
         self.table.forget(ino, count)
 
@@ -133,9 +164,9 @@ class Engine:
 
     def getattr(self, ino: int) -> Attr:
         inode = self.table.get(ino)
-        if (inode.kind is not Kind.DIR and inode.open_file is None
-                and not self.table.fresh(inode) and not inode.unlinked
-                and inode.parent is not None):
+        if not self._needs_head(inode):
+            self.ns.attrs.used(inode)
+        else:
             try:
                 self.ns.fetch_attr(inode)
             except NoSuchKey:
@@ -371,16 +402,40 @@ class Engine:
                 fh = self.open(existing.ino, flags)
                 self.table.remember(existing)
                 return fh, self.ns.current_attr(existing)
-            join_key(parent.key, name)  # refuses names whose key would be too long
-            now = time.time_ns()
-            ino = self.table.new_ino()
-            attr = Attr(ino, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, now, now, now)
-            inode = Inode(ino, Kind.FILE, attr, parent, name)
-            self.table.link(parent, name, inode)
-            self.table.set_attr(inode, attr)
-            parent.pending_children.add(name)
-            self.files.open(inode, new=True)
-            self.table.remember(inode)
+            return self._create_new(parent, name, mode, flags, uid, gid)
+
+    def create_nowait(self, parent_ino: int, raw: bytes, mode: int, flags: int, uid: int,
+                      gid: int) -> tuple[int, Attr] | None:
+        """:meth:`create` if it needs no request (the name is known to be absent) and no
+        wait for a lock; else None."""
+        parent = self.table.find(parent_ino)
+        if (parent is None or self.options.read_only or parent.virtual is not Virtual.NONE
+                or not self._ns_lock.acquire(blocking=False)):
+            return None
+        try:
+            try:
+                name = valid_name(raw)
+                self.ns.cached_inode(parent, name)
+            except FsError as exc:
+                if exc.errno == errno.ENOENT:
+                    return self._create_new(parent, name, mode, flags, uid, gid)
+            return None  # it exists, or only the store knows
+        finally:
+            self._ns_lock.release()
+
+    def _create_new(self, parent: Inode, name: str, mode: int, flags: int, uid: int,
+                    gid: int) -> tuple[int, Attr]:
+        """Under _ns_lock: the new, empty file ``name`` in ``parent``, open."""
+        join_key(parent.key, name)  # refuses names whose key would be too long
+        now = time.time_ns()
+        ino = self.table.new_ino()
+        attr = Attr(ino, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, now, now, now)
+        inode = Inode(ino, Kind.FILE, attr, parent, name)
+        self.table.link(parent, name, inode)
+        self.table.set_attr(inode, attr)
+        parent.pending_children.add(name)
+        self.files.open(inode, new=True)
+        self.table.remember(inode)
         fh = self._new_fh(_Handle(inode, flags, True))
         return fh, self.ns.current_attr(inode)
 
@@ -409,19 +464,43 @@ class Engine:
         handle = self._handles[fh]
         if not handle.writable:
             raise FsError(errno.EBADF)
-        inode = handle.inode
-        of = inode.open_file
+        of = handle.inode.open_file
         assert of is not None, "an open handle has an open file"
         with of.lock:
-            if handle.flags & os.O_APPEND:
-                offset = of.size
-            store = self.ns.store(inode)
-            if of.can_stream(offset) and len(data) > 0:
-                self.files.start_stream(inode, of, store)
-            written = of.write(store, inode.key, offset, data)
-            now = time.time_ns()
-            inode.attr = inode.attr.with_(mtime_ns=now, ctime_ns=now)
+            return self._write(handle, of, offset, data)
+
+    def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
+        """:meth:`write` of a small piece when it can go to the cache file at once (no
+        stored bytes to fetch around it, no lock to wait for); else None."""
+        handle = self._handles.get(fh)
+        of = handle.inode.open_file if handle is not None else None
+        if (handle is None or of is None or not handle.writable or len(data) > _NOWAIT_WRITE
+                or not of.lock.acquire(blocking=False)):
+            return None
+        try:
+            if of.remote_size or of.fetching():
+                return None
+            return self._write(handle, of, offset, data)
+        finally:
+            of.lock.release()
+
+    def _write(self, handle: _Handle, of: OpenFile, offset: int, data: bytes) -> int:
+        inode = handle.inode
+        if handle.flags & os.O_APPEND:
+            offset = of.size
+        store = self.ns.store(inode)
+        if of.can_stream(offset) and len(data) > 0:
+            self.files.start_stream(inode, of, store)
+        written = of.write(store, inode.key, offset, data)
+        now = time.time_ns()
+        inode.attr = inode.attr.with_(mtime_ns=now, ctime_ns=now)
         return written
+
+    def flush_nowait(self, fh: int) -> bool:
+        """True when :meth:`flush` has nothing to do (nothing to upload)."""
+        handle = self._handles.get(fh)
+        of = handle.inode.open_file if handle is not None else None
+        return handle is not None and (of is None or not (of.data_dirty or of.meta_dirty))
 
     def flush(self, fh: int) -> None:
         """close(): the data must be in the store when this returns without error."""
@@ -491,6 +570,22 @@ class Engine:
         if of is not None:
             with self._ns_lock:
                 self.files.close(handle.inode, of)
+
+    def release_nowait(self, fh: int) -> bool:
+        """:meth:`release` if it uploads nothing and waits for no lock; False: not done."""
+        handle = self._handles.get(fh)
+        if handle is None:
+            return False
+        of = handle.inode.open_file
+        if of is not None and (of.data_dirty or of.meta_dirty) and of.handles <= 1:
+            return False
+        if not self._ns_lock.acquire(blocking=False):
+            return False
+        try:
+            self.release(fh)
+        finally:
+            self._ns_lock.release()
+        return True
 
     # ------------------------------------------------------------------ names ------
     def unlink(self, parent_ino: int, raw: bytes) -> None:

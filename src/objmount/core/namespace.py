@@ -192,6 +192,27 @@ class Namespace:
                 inode.listed_until = 0.0
             return inode
 
+    def cached_inode(self, parent: Inode, name: str) -> Inode | None:
+        """:meth:`lookup_inode` when the caches answer it (no request): the inode, or
+        FsError(ENOENT); None when the store must be asked."""
+        if parent.kind is not Kind.DIR or parent.virtual is not Virtual.NONE:
+            return None
+        inode = self.table.child(parent, name)
+        if inode is not None:
+            if (self.table.fresh(inode) or inode.open_file is not None
+                    or name in parent.pending_children
+                    or inode.listed_until > time.monotonic()):
+                return inode
+            return None
+        now = time.monotonic()
+        with self._listings_lock:
+            listing = self._listings.get(parent.ino)
+            absent = (listing is not None and listing.complete and listing.absent_until > now
+                      and name not in listing.names)
+        if absent or self.table.is_negative(parent, name):
+            raise FsError(errno.ENOENT)
+        return None
+
     def lookup_inode(self, parent: Inode, name: str) -> Inode:
         if parent.kind is not Kind.DIR:
             raise FsError(errno.ENOTDIR)

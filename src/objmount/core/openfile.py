@@ -159,6 +159,9 @@ class OpenFile:
     def _present(self, block: int) -> bool:
         return block in self.blocks
 
+    def fetching(self) -> bool:
+        return self._fetcher.in_flight() > 0
+
     def settle(self) -> None:
         """No fetch in flight: before anything else changes the cache file or its map."""
         self._fetcher.settle()

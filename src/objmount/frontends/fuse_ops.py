@@ -70,7 +70,14 @@ class FuseOperations(pyfuse3.Operations):
         return await trio.to_thread.run_sync(call, limiter=_LIMITER)
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
-        attr, known = await self._run(self.engine.lookup_entry, parent_inode, name)
+        # Answered here when the caches can (no hop to a worker thread); else there.
+        try:
+            found = self.engine.lookup_nowait(parent_inode, name)
+        except ObjmountError as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from exc
+        if found is None:
+            found = await self._run(self.engine.lookup_entry, parent_inode, name)
+        attr, known = found
         return entry(attr, self.timeout, known)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -78,7 +85,10 @@ class FuseOperations(pyfuse3.Operations):
             self.engine.forget(ino, count)
 
     async def getattr(self, inode: int, ctx: Any) -> pyfuse3.EntryAttributes:
-        return entry(await self._run(self.engine.getattr, inode), self.timeout)
+        attr = self.engine.getattr_nowait(inode)
+        if attr is None:
+            attr = await self._run(self.engine.getattr, inode)
+        return entry(attr, self.timeout)
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None,
                       ctx: Any) -> pyfuse3.EntryAttributes:
@@ -156,8 +166,12 @@ class FuseOperations(pyfuse3.Operations):
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        fh, attr = await self._run(self.engine.create, parent_inode, name,
-                                   mode & ~ctx.umask, flags, ctx.uid, ctx.gid)
+        args = (parent_inode, name, mode & ~ctx.umask, flags, ctx.uid, ctx.gid)
+        try:
+            made = self.engine.create_nowait(*args)
+        except ObjmountError as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from exc
+        fh, attr = made if made is not None else await self._run(self.engine.create, *args)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), entry(attr, self.timeout)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -172,15 +186,28 @@ class FuseOperations(pyfuse3.Operations):
         return await self._run(self.engine.read, fh, off, size)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        try:
+            written = self.engine.write_nowait(fh, off, buf)
+        except (ObjmountError, OSError):
+            written = None  # the worker reports it
+        if written is not None:
+            return written
         return await self._run(self.engine.write, fh, off, buf)
 
     async def flush(self, fh: int) -> None:
-        await self._run(self.engine.flush, fh)
+        if not self.engine.flush_nowait(fh):
+            await self._run(self.engine.flush, fh)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         await self._run(self.engine.fsync, fh)
 
     async def release(self, fh: int) -> None:
+        try:
+            if self.engine.release_nowait(fh):
+                return
+        except (ObjmountError, OSError):
+            log.exception("release of %d", fh)  # what the worker would have done
+            return
         await self._run(self.engine.release, fh)
 
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
