@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -490,6 +491,45 @@ def test_a_directory_larger_than_a_page_is_asked_per_name(
     store.requests.clear()
     assert errno_of(eng.lookup, d, b"other") == errno.ENOENT
     assert store.requests == {"head": 1, "list": 1}
+
+
+def test_a_file_seen_before_in_a_large_directory_is_one_head_to_look_up_again(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    files_under_a_small_names_page(store, monkeypatch, 5)
+    eng = make_engine(account, tmp_path, attr_ttl=1.0, negative_ttl=5.0)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    eng.lookup(d, b"f4")
+    later = time.monotonic() + 5  # its attributes expired; the names not listed again
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    store.requests.clear()
+    assert eng.lookup(d, b"f4").size == 1
+    assert store.requests == {"head": 1}  # no LIST of f4/ beside it
+
+
+def test_a_listing_slower_than_attr_timeout_still_answers_lookups(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid from its answer: a directory that takes longer to list than attr_timeout
+    is not expired on arrival."""
+    for i in range(5):
+        store.put(f"d/f{i}", b"x", {})
+    eng = make_engine(account, tmp_path, attr_ttl=0.2, negative_ttl=0.2)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    real_list = store.list
+
+    def slow_list(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return real_list(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list", slow_list)
+    fh = eng.opendir(d)
+    assert len(eng.readdir(fh, 0)) == 5
+    eng.releasedir(fh)
+    store.requests.clear()
+    assert errno_of(eng.lookup, d, b"missing") == errno.ENOENT
+    assert eng.lookup(d, b"f2").size == 1
+    assert "list" not in store.requests
 
 
 def test_a_directory_made_here_needs_no_lookups(

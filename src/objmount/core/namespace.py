@@ -6,6 +6,7 @@ Read-only with respect to the store: everything that changes objects lives in th
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import logging
@@ -157,6 +158,15 @@ class Namespace:
                 return None  # removed since the listing
             kind, attr = self.object_attr(0, found)
             return self._adopt(parent, name, kind, attr, (found.etag, found.mtime_ns), False)
+        known = self.table.child(parent, name)
+        if known is not None and known.kind is not Kind.DIR:
+            # A file seen before (in a directory too large to list by names): its HEAD
+            # alone says it is still there, without a LIST of name/ beside it.
+            with contextlib.suppress(NoSuchKey):
+                found = store.head(key)
+                kind, attr = self.object_attr(0, found)
+                return self._adopt(parent, name, kind, attr, (found.etag, found.mtime_ns),
+                                   False)
         head_f = self._pool.submit(store.head, key)
         is_dir = store.has_keys_under(dir_prefix(key))
         try:
@@ -281,11 +291,14 @@ class Namespace:
         if cached is not None:
             return cached
         changes = self.table.entry_changes(inode)  # before: a change meanwhile voids it
-        sent = time.monotonic()
         result = self._list_store(inode)
+        # Valid from its answer, as NFS counts its attribute cache: a directory whose
+        # LIST takes longer than attr_timeout (100,000 entries: 100 pages) would be
+        # expired on arrival otherwise, and every lookup in it would ask the store.
+        answered = time.monotonic()
         if self.table.attr_ttl > 0:
             self._remember_if_unchanged(inode, changes, Listing(
-                sent + self.table.attr_ttl, sent + self.table.negative_ttl,
+                answered + self.table.attr_ttl, answered + self.table.negative_ttl,
                 {c.name: c.kind is Kind.DIR for c in result}, True,
                 {c.name: (c.attr.size, c.attr.mtime_ns) for c in result
                  if c.kind is Kind.FILE and c.open_file is None}))
