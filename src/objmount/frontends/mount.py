@@ -8,6 +8,7 @@ user's terminal and a non-zero exit, whether or not the mount daemonizes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -80,7 +81,7 @@ def _fuse_options(req: MountRequest) -> set[str]:
     return opts
 
 
-async def _serve(ops: FuseOperations, mountpoint: Path) -> None:
+async def _serve(ops: FuseOperations, mountpoint: Path, ready: Callable[[str], None]) -> None:
     async with trio.open_nursery() as nursery:
         async def on_signals() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -90,11 +91,15 @@ async def _serve(ops: FuseOperations, mountpoint: Path) -> None:
                     return
 
         async def after_init() -> None:
-            # The kernel sets the read-ahead when it gets the reply to its INIT, which
-            # pyfuse3.main() sends first thing: set ours after that (twice, in case).
-            for delay in (0.2, 1.0):
-                await trio.sleep(delay)
-                _raise_kernel_read_ahead(mountpoint)
+            # The kernel caps the read-ahead when it gets the reply to its INIT, which
+            # pyfuse3.main() sends first thing. A stat() of the mountpoint returns once
+            # that is done (from a worker thread: this loop answers it); only then is
+            # ours set, and only then is the mount reported ready, so that the first
+            # reader already gets it.
+            with contextlib.suppress(OSError):
+                await trio.to_thread.run_sync(os.stat, mountpoint)
+            _raise_kernel_read_ahead(mountpoint)
+            ready("ok")
         nursery.start_soon(on_signals)
         nursery.start_soon(after_init)
         await pyfuse3.main()
@@ -147,9 +152,8 @@ def serve(req: MountRequest, make_account: Callable[[], Account],
     log.info("mounted %s", req.mountpoint)
     publisher = status.Publisher("mount", str(req.mountpoint), status.describe_root(req.root),
                                  engine).start()
-    ready("ok")
     try:
-        trio.run(_serve, ops, req.mountpoint)
+        trio.run(_serve, ops, req.mountpoint, ready)
     finally:
         publisher.stop()
         # After fusermount3 -u the kernel side is gone already; after a signal it is not.
