@@ -1,7 +1,8 @@
 """Child process that times one workload: ``python -m objbench.job JOB_JSON``.
 
-Each workload runs in its own process so that a hung mount costs a timeout, not the run.
-Prints the timings as JSON on stdout; on failure, one line on stderr and exit status 1.
+Each repetition runs in its own process so that a hung mount costs a timeout, not the
+run. Prints the timings and the server's counts as JSON on stdout; on failure, one line
+on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ def one_line(exc: BaseException) -> str:
 def main(argv: list[str]) -> int:
     job = Job.from_json(json.loads(argv[1]))
     try:
-        timings, requests = run_job(job)
+        timings, counted = run_job(job)
     except Exception as exc:
         message = one_line(exc)
         if job.root is not None:
             message = message.replace(job.root, "MNT")
         print(message, file=sys.stderr)
         return 1
-    print(json.dumps({"timings": timings, "requests": requests}))
+    counts = None if counted is None else {"requests": dict(counted.requests),
+                                           "traffic": dict(counted.traffic)}
+    print(json.dumps({"timings": timings, "counts": counts}))
     return 0
 
 

@@ -124,9 +124,13 @@ class Tool(ABC):
         """This tool's processes still running (after cleanup: should be none)."""
         return [] if self.root is None else pids_with_argument(str(self.root))
 
+    def daemons(self) -> list[int]:
+        """The processes that serve the file system now (for their memory and CPU)."""
+        return []
+
 
 class RawClient(Tool):
-    """obstore and botocore on the bucket, no file system: the ceiling."""
+    """obstore and botocore on the bucket, no file system: the floor (the least time)."""
 
     name = "raw"
 
@@ -165,6 +169,9 @@ class FuseTool(Tool):
 
     def umount_argv(self) -> list[str]:
         return ["fusermount3", "-u", str(self.mountpoint)]
+
+    def daemons(self) -> list[int]:
+        return [pid for pid in self.daemon_pids if pid_alive(pid)]
 
     def mount_env(self) -> dict[str, str]:
         return dict(os.environ)
@@ -327,6 +334,9 @@ class Intercept(Tool):
         if not runtime.is_dir():
             return []
         return [pid for d in runtime.iterdir() for pid in pids_with_argument(str(d))]
+
+    def daemons(self) -> list[int]:
+        return self.leftover_pids()
 
     def cleanup(self) -> None:
         try:
