@@ -70,8 +70,9 @@ def test_a_small_change_sends_only_its_part(engine: Engine, store: MemoryStore) 
     store.requests.clear()
     change(engine, 4 * PART + 100, b"changed")
     # The block the change is in is fetched (its other bytes stay); the other block of
-    # that part too, as the part is sent whole; nine parts are copied in the store.
-    assert moved(store) == {"read_into": 2, "upload_part": 1, "copy_part": 9}
+    # that part too, as the part is sent whole; the four parts before it and the five
+    # after are copied in the store, each run by one request.
+    assert moved(store) == {"read_into": 2, "upload_part": 1, "copy_part": 2}
     expected = data[:4 * PART + 100] + b"changed" + data[4 * PART + 107:]
     assert store.get("big") == expected
 
@@ -80,7 +81,7 @@ def test_an_append_sends_only_the_last_part(engine: Engine, store: MemoryStore) 
     data = big(store)
     store.requests.clear()
     change(engine, 0, b"tail" * 100, os.O_WRONLY | os.O_APPEND)
-    assert moved(store) == {"upload_part": 1, "copy_part": 10}
+    assert moved(store) == {"upload_part": 1, "copy_part": 1}  # the old object, whole
     assert store.get("big") == data + b"tail" * 100
 
 
@@ -88,7 +89,7 @@ def test_whole_blocks_overwritten_are_not_fetched(engine: Engine, store: MemoryS
     data = big(store)
     store.requests.clear()
     change(engine, 2 * PART, b"x" * PART)
-    assert moved(store) == {"upload_part": 1, "copy_part": 9}
+    assert moved(store) == {"upload_part": 1, "copy_part": 2}
     assert store.get("big") == data[:2 * PART] + b"x" * PART + data[3 * PART:]
 
 
@@ -204,3 +205,14 @@ def test_a_small_change_through_the_mount_moves_one_part(
     assert after["received"] - before["received"] <= (1 << 20) + (64 << 10)
     assert after["sent"] - before["sent"] <= 64 << 10
     assert s3_client.get_object(Bucket=bucket, Key="big")["Body"].read() == data + tail
+
+
+def test_runs_of_copies_are_one_request_up_to_the_copy_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """splice_plan: unchanged parts next to each other are one UploadPartCopy, never more
+    than S3 copies in one (5 GiB; 3 parts here)."""
+    monkeypatch.setattr(upload, "MAX_COPY_PART", 3 * PART)
+    plan = upload.splice_plan(10 * PART, 10 * PART, {(6 * PART) // BLOCK}, BLOCK, PART)
+    assert plan == [upload.Part(0, 3 * PART, True), upload.Part(3 * PART, 6 * PART, True),
+                    upload.Part(6 * PART, 7 * PART, False),
+                    upload.Part(7 * PART, 10 * PART, True)]

@@ -28,6 +28,7 @@ from objmount.store.fdio import read_exactly
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one upload
+MAX_COPY_PART = 5 << 30  # S3's limit on one UploadPartCopy
 # Attributes that the program's own writes move forward: not worth a copy of the object.
 _WRITE_TIMES = ("atime", "mtime", "ctime")
 
@@ -51,12 +52,16 @@ def splice_plan(size: int, remote_size: int, dirty_blocks: set[int], block_size:
         return None
     while -(-size // part_size) > MAX_PARTS:
         part_size *= 2
-    parts = []
+    parts: list[Part] = []
     for start in range(0, size, part_size):
         end = min(start + part_size, size)
         clean = end <= remote_size and not any(
             b in dirty_blocks for b in range(start // block_size, (end - 1) // block_size + 1))
-        parts.append(Part(start, end, clean))
+        last = parts[-1] if parts else None
+        if clean and last is not None and last.copy and end - last.start <= MAX_COPY_PART:
+            parts[-1] = Part(last.start, end, True)  # one request for a run of copies
+        else:
+            parts.append(Part(start, end, clean))
     return parts if any(p.copy for p in parts) else None
 
 
@@ -254,7 +259,8 @@ class StreamingUpload:
                 or _without_write_times(metadata) != _without_write_times(created_metadata)):
             # The program set attributes after the upload began (cp -a, rsync): one
             # server-side copy of the object onto itself carries them.
-            copies = [Part(start, min(start + ps, size), True) for start in range(0, size, ps)]
+            copies = [Part(start, min(start + MAX_COPY_PART, size), True)
+                      for start in range(0, size, MAX_COPY_PART)]
             etag = upload_spliced(self.store, key, self._fd, copies, key, etag, metadata,
                                   content_type, self._pool)
             return etag, metadata
