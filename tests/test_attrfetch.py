@@ -27,7 +27,7 @@ from objmount.server import ServerInfo
 from objmount.store.memory import MemoryAccount, MemoryStore
 
 SIZE = metadata.SYMLINK_MAX  # the smallest size a listing alone can vouch for
-FILES = 40
+FILES = 120
 
 
 @pytest.fixture

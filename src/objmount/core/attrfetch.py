@@ -35,7 +35,7 @@ class _Order:
 class AttrFetcher:
     def __init__(self, pool: Executor, head: Callable[[Inode], None],
                  provisional: Callable[[Inode], bool],
-                 child: Callable[[Inode, str], Inode | None], *, first_window: int = 8,
+                 child: Callable[[Inode, str], Inode | None], *, first_window: int = 32,
                  max_window: int = 1024) -> None:
         """``head(inode)`` fetches and records one inode's attributes; ``provisional``
         says whether an inode still needs that; ``child`` finds an entry by name."""
