@@ -44,6 +44,16 @@ def stored_sha(s3_client: Any, bucket: str, key: str) -> tuple[int, str]:
     return len(body), sha256(body)
 
 
+def wait_for_uploads(s3_client: Any, bucket: str) -> list[Any]:
+    """The multipart uploads under way (the streamed one, once its first part is ready)."""
+    deadline = time.monotonic() + 30
+    while True:
+        uploads: list[Any] = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        if uploads or time.monotonic() > deadline:
+            return uploads
+        time.sleep(0.05)
+
+
 def bytes_written(pid: int) -> int:
     """What a process has passed to write(2) so far."""
     with open(f"/proc/{pid}/io") as f:
@@ -92,24 +102,21 @@ def test_sigkill_during_upload_leaves_old_object(mount_factory: Callable[..., Mo
 
     # The writer opens once (O_TRUNC), writes 300 MiB and closes once. (Not dd or a shell
     # redirection: those dup2() the descriptor and close the original right after the
-    # O_TRUNC open, and that close() rightly stores the then empty file.)
+    # O_TRUNC open, and that close() rightly stores the then empty file.) Its parts go
+    # to the store while it writes (a streamed multipart upload), so the kill comes half
+    # way through the writing, with the upload under way and far from complete.
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(m.path / "big"),
                                str(NEW_SIZE)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     try:
-        # The write phase: until it has handed over all 300 MiB. After that it is in
-        # close(), where objmount uploads.
         deadline = time.monotonic() + 120
-        while bytes_written(writer.pid) < NEW_SIZE:
+        while bytes_written(writer.pid) < NEW_SIZE // 2:
             assert writer.poll() is None, f"writer ended early: {_stderr(writer)}"
-            assert time.monotonic() < deadline, "the writer did not finish writing in 120 s"
+            assert time.monotonic() < deadline, "the writer did not write in 120 s"
             time.sleep(0.01)
-        # Let the upload get going (parts on their way), but not finish.
-        time.sleep(0.5)
-        assert writer.poll() is None, (
-            "close() returned before the kill: the upload finished too fast for this "
-            "test to catch it in flight")
-        uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        uploads = wait_for_uploads(s3_client, bucket)
+        assert uploads, "no multipart upload under way half way through the writing"
+        assert writer.poll() is None, "close() returned before the kill"
         os.kill(m.pid, signal.SIGKILL)
         wait_dead(m.pid)
         writer.wait(timeout=60)
