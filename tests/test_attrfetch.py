@@ -185,3 +185,20 @@ def test_cached_answers_need_no_worker_and_no_request(
     assert store.requests == {}
     fresh = make_engine(account, tmp_path / "other")
     assert fresh.lookup_nowait(ROOT_INO, b"d") is None  # nothing listed yet: ask
+
+
+def test_attributes_that_expired_are_fetched_ahead_again(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path) -> None:
+    """A second pass (ls -l again, stats in a loop) after the attributes expired: the
+    first miss sends the window out again, from where the program is."""
+    engine = make_engine(account, tmp_path, attr_ttl=0.2, negative_ttl=60.0)
+    _directory, entries = listed(engine, store)
+    for entry in entries.values():
+        engine.getattr(entry.attr.ino)
+    settle(engine)
+    time.sleep(0.3)  # all expired
+    store.requests.clear()
+    engine.getattr(entries["f000"].attr.ino)
+    settle(engine)
+    # The window had grown past the directory's size: every file again, each once.
+    assert store.requests["head"] == FILES + 1

@@ -99,10 +99,12 @@ class AttrFetcher:
             window = min(max(self.first_window, order.window * 2), self.max_window)
         else:
             return
-        start = max(at + 1, order.fetched_to if in_window else at + 1)
+        # A miss means what was fetched before has expired (or never was): the window
+        # starts right after it; a hit keeps extending the window already out.
+        start = at + 1 if missed else max(at + 1, order.fetched_to)
         stop = min(len(order.names), at + 1 + window)
         order.window = window
-        order.fetched_to = max(stop, at + 1)
+        order.fetched_to = stop if missed else max(stop, order.fetched_to)
         for name in order.names[start:stop]:
             child = self._child(parent, name)
             if (child is not None and child.ino not in self._inflight

@@ -122,7 +122,10 @@ class Engine:
         else:
             inode = self.ns.lookup_inode(parent, valid_name(raw))
         self.table.remember(inode)
-        return self.ns.current_attr(inode), not self.ns.provisional(inode)
+        known = not self.ns.provisional(inode)
+        if known:
+            self.ns.attrs.used(inode)
+        return self.ns.current_attr(inode), known
 
     def lookup_nowait(self, parent_ino: int, raw: bytes) -> tuple[Attr, bool] | None:
         """:meth:`lookup_entry` if the caches answer it (FsError ENOENT for a name known

@@ -90,7 +90,7 @@ class Namespace:
         self._listings: dict[int, Listing] = {}
         self._listings_lock = threading.Lock()
         self.table.on_entry_change = self._entry_changed
-        self.attrs = AttrFetcher(self._pool, self._head_attr, self.provisional,
+        self.attrs = AttrFetcher(self._pool, self._head_attr, self._needs_head,
                                  self.table.child)
         if root.bucket is None:
             top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
@@ -446,7 +446,6 @@ class Namespace:
         # nor, until a program asks for their attributes, files too large to be
         # symlinks (the kernel's sticky-bit check reads owners without asking).
         stale: list[tuple[str, ObjectInfo]] = []
-        deferred: list[str] = []
         defer = not inode.attr.mode & stat.S_ISVTX
         for name, obj in files.items():
             known = self.table.child(inode, name)
@@ -457,10 +456,11 @@ class Namespace:
                 result.append(known)
             elif defer and obj.size >= metadata.SYMLINK_MAX:
                 result.append(self._install_listed(inode, name, obj))
-                deferred.append(name)
             else:
                 stale.append((name, obj))
-        self.attrs.listed(inode, sorted(deferred))
+        # Every file, in the order programs see them: attributes that expire are fetched
+        # ahead along it too (a second ls -l, stats without a listing).
+        self.attrs.listed(inode, sorted(files))
         heads = self.parallel(lambda item: store.head(item[1].key), stale)
         for (name, _obj), fut in zip(stale, heads, strict=True):
             try:
@@ -509,6 +509,11 @@ class Namespace:
         """Mode, owner and times not fetched yet (the rest is the listing's)."""
         return (inode.listed_until > 0 and not self.table.fresh(inode)
                 and inode.open_file is None)
+
+    def _needs_head(self, inode: Inode) -> bool:
+        """Its attributes are the store's to say: provisional or expired."""
+        return (inode.kind is not Kind.DIR and inode.open_file is None
+                and not self.table.fresh(inode) and not inode.unlinked)
 
     def fetch_attr(self, inode: Inode) -> None:
         """The attributes of a file from the store, now (those of the entries listed
