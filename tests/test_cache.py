@@ -157,16 +157,20 @@ def test_an_unchanged_file_is_read_again_from_the_kernels_page_cache(
     data = os.urandom(8 << 20)
     s3_client.put_object(Bucket=bucket, Key="big", Body=data)
     path = mounted.path / "big"
-    assert path.read_bytes() == data
 
     def reads() -> int:
         report = report_of(mounted.pid, mounted.env)["reads"]
         assert isinstance(report, dict)
         return sum(int(n) for n in report.values())
 
-    before = reads()
+    start = reads()
     assert path.read_bytes() == data
-    assert reads() == before
+    first = reads() - start
+    assert path.read_bytes() == data
+    again = reads() - start - first
+    # None, unless the kernel reclaimed some of those pages meanwhile (other tests fill
+    # the page cache too).
+    assert first >= 8 and again <= first // 2, (first, again)
     new = os.urandom(8 << 20)
     s3_client.put_object(Bucket=bucket, Key="big", Body=new)
     assert path.read_bytes() == new

@@ -467,8 +467,12 @@ class S3ObjectStore:
 
     @staticmethod
     def _summary(obj: dict[str, Any]) -> ObjectInfo:
+        # To the second, as a HEAD says it (an HTTP date): the same object must show the
+        # same time however it was found, or the kernel takes it for changed (and drops
+        # its page cache) and versions never match.
+        seconds = _mtime_ns(obj.get("LastModified")) // 1_000_000_000
         return ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), str(obj.get("ETag", "")),
-                          _mtime_ns(obj.get("LastModified")), has_metadata=False)
+                          seconds * 1_000_000_000, has_metadata=False)
 
     def has_keys_under(self, prefix: str) -> bool:
         if prefix.endswith("/") and obstore_can_address(prefix[:-1]):
