@@ -20,7 +20,9 @@ from objmount.errors import (
     NoSuchBucket,
     NoSuchKey,
     PreconditionFailed,
+    StoreError,
     StoreUnavailable,
+    TransientStoreError,
 )
 from objmount.store.retry import RetryPolicy
 from objmount.store.s3 import S3Account, S3ObjectStore, obstore_can_address
@@ -196,6 +198,27 @@ def test_dead_server_is_unavailable_after_retries() -> None:
     with pytest.raises(StoreUnavailable):
         store.get_range("k", 0, 1)
     assert time.monotonic() - start < 30
+
+
+def test_errors_are_classified_by_status_never_by_words_in_the_message(
+        store: S3ObjectStore) -> None:
+    """Real responses: a refused connection on a port whose number holds "403" is
+    transient (retried, then unavailable), not a refusal; a 416 is the request's fault
+    (no retry)."""
+    port = next(p for p in range(40300, 40400) if p % 1000 != 0 and _free(p))
+    cfg = S3Config(f"http://127.0.0.1:{port}", "us-east-1", "a", "b", None, True, True, "t")
+    dead = S3Account(cfg, retry=RetryPolicy(attempts=2, base_delay=0.01)).bucket("b")
+    with pytest.raises(StoreUnavailable):
+        dead.head("k403")
+    store.put("tiny", b"abc", {})
+    with pytest.raises(StoreError) as info:
+        store.get_range("tiny", 10, 20)
+    assert not isinstance(info.value, TransientStoreError | AccessDenied)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_config_from_aws_environment(tmp_path: Path) -> None:

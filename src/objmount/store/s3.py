@@ -11,6 +11,7 @@ Neither client retries on its own: :class:`RetryPolicy` is the one retry policy.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -121,7 +122,14 @@ def _botocore_error(exc: Exception, what: str) -> StoreError:
     return StoreError(f"{what}: {exc}")
 
 
+# obstore 0.12 gives no status field; its message has this fixed phrase, then the body.
+_STATUS_PHRASE = re.compile(r"non-2xx status code: (\d{3})\b")
+_ERROR_CODE = re.compile(r"<Code>(\w+)</Code>")
+
+
 def _obstore_error(exc: Exception, what: str) -> StoreError:
+    """By exception type, then by the status and the S3 error code of the response: never
+    by words in the message (a URL or a time there can hold anything: "40367", "1.403ms")."""
     text = str(exc).split("\n", 1)[0]
     msg = f"{what}: {text}"
     if isinstance(exc, FileNotFoundError | obstore.exceptions.NotFoundError):
@@ -131,11 +139,25 @@ def _obstore_error(exc: Exception, what: str) -> StoreError:
     if isinstance(exc, obstore.exceptions.PermissionDeniedError
                   | obstore.exceptions.UnauthenticatedError):
         return AccessDenied(msg)
-    if "NoSuchBucket" in str(exc):
+    full = str(exc)
+    status_match = _STATUS_PHRASE.search(full)
+    if status_match is None:
+        return TransientStoreError(msg)  # no response: the connection or the transport
+    status = status_match.group(1)
+    code_match = _ERROR_CODE.search(full, status_match.end())  # in the response's body
+    code = code_match.group(1) if code_match else ""
+    if code == "NoSuchBucket":
         return NoSuchBucket(msg)
-    if "403" in text or "AccessDenied" in str(exc) or "InvalidAccessKeyId" in str(exc):
+    if code in _ACCESS_CODES or status in ("401", "403"):
         return AccessDenied(msg)
-    # Everything else obstore raises is a transport or server error (GenericError).
+    if status == "412":
+        return PreconditionFailed(msg)
+    if code == "NotImplemented" or status == "501":
+        return NotSupported(msg)
+    if code in _TRANSIENT_CODES or status in _TRANSIENT_CODES or status in ("408", "429"):
+        return TransientStoreError(msg)
+    if status.startswith("4"):
+        return StoreError(msg)  # the request itself is wrong: asking again changes nothing
     return TransientStoreError(msg)
 
 
