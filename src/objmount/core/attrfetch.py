@@ -5,9 +5,10 @@ own (only a HEAD does). Listing a directory therefore leaves large files with
 *provisional* attributes (see namespace.py), and their HEADs wait until a program asks
 for the attributes: ``rm -r`` and ``find -type f`` never do, ``ls -l``, ``du`` and
 ``find -size`` ask for every entry, in the order of the listing. So when one entry is
-asked for, the entries after it are fetched too, in parallel: a window that starts at
-``first_window`` HEADs and doubles each time the program gets past its middle (or
-reaches its end), and starts over when the program jumps elsewhere.
+asked for, the entries after it that need a HEAD (provisional, or expired since) are
+fetched too, in parallel: a window that starts at ``first_window`` HEADs and doubles
+each time the program gets past its middle (or reaches its end), and starts over when
+the program jumps elsewhere.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _DIRECTORIES_KEPT = 256  # listings whose order is remembered
 
 @dataclass
 class _Order:
-    names: list[str]  # the entries listed with provisional attributes, in order
+    names: list[str]  # the files listed, in order
     index: dict[str, int]
     fetched_to: int = 0  # entries before this were asked for already
     window: int = 0
@@ -34,14 +35,14 @@ class _Order:
 
 class AttrFetcher:
     def __init__(self, pool: Executor, head: Callable[[Inode], None],
-                 provisional: Callable[[Inode], bool],
+                 needs_head: Callable[[Inode], bool],
                  child: Callable[[Inode, str], Inode | None], *, first_window: int = 32,
                  max_window: int = 1024) -> None:
-        """``head(inode)`` fetches and records one inode's attributes; ``provisional``
-        says whether an inode still needs that; ``child`` finds an entry by name."""
+        """``head(inode)`` fetches and records one inode's attributes; ``needs_head``
+        says whether an inode's are provisional or expired; ``child`` finds an entry by name."""
         self._pool = pool
         self._head = head
-        self._provisional = provisional
+        self._needs_head = needs_head
         self._child = child
         self.first_window = first_window
         self.max_window = max_window
@@ -52,8 +53,8 @@ class AttrFetcher:
         self._orders: OrderedDict[int, _Order] = OrderedDict()
 
     def listed(self, directory: Inode, names: list[str]) -> None:
-        """``names`` (in the order programs will see them) were just listed in
-        ``directory`` with provisional attributes."""
+        """``names``, the files just listed in ``directory``, in the order programs will
+        see them."""
         with self._lock:
             old = self._orders.pop(directory.ino, None)
             if old is not None:
@@ -108,7 +109,7 @@ class AttrFetcher:
         for name in order.names[start:stop]:
             child = self._child(parent, name)
             if (child is not None and child.ino not in self._inflight
-                    and self._provisional(child)):
+                    and self._needs_head(child)):
                 self._submit(child)
                 self._ahead.add(child.ino)
 

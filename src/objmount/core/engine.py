@@ -121,11 +121,7 @@ class Engine:
             inode = parent.parent or parent
         else:
             inode = self.ns.lookup_inode(parent, valid_name(raw))
-        self.table.remember(inode)
-        known = not self.ns.provisional(inode)
-        if known:
-            self.ns.attrs.used(inode)
-        return self.ns.current_attr(inode), known
+        return self._entry(inode)
 
     def lookup_nowait(self, parent_ino: int, raw: bytes) -> tuple[Attr, bool] | None:
         """:meth:`lookup_entry` if the caches answer it (FsError ENOENT for a name known
@@ -138,10 +134,15 @@ class Engine:
         except FsError:
             return None  # lookup_entry says why
         inode = self.ns.cached_inode(parent, name)
-        if inode is None:
-            return None
+        return None if inode is None else self._entry(inode)
+
+    def _entry(self, inode: Inode) -> tuple[Attr, bool]:
+        """A lookup's answer: the kernel (or the caller) now holds one more reference."""
         self.table.remember(inode)
-        return self.ns.current_attr(inode), not self.ns.provisional(inode)
+        known = not self.ns.provisional(inode)
+        if known:
+            self.ns.attrs.used(inode)
+        return self.ns.current_attr(inode), known
 
     def getattr_nowait(self, ino: int) -> Attr | None:
         """:meth:`getattr` if no request is needed; else None."""
@@ -152,9 +153,8 @@ class Engine:
         return self.ns.current_attr(inode)
 
     def _needs_head(self, inode: Inode) -> bool:
-        return (inode.kind is not Kind.DIR and inode.open_file is None
-                and not self.table.fresh(inode) and not inode.unlinked
-                and inode.parent is not None)
+        # The root of a mount (no parent) has no object to ask.
+        return inode.parent is not None and self.ns.needs_head(inode)
 
     def forget(self, ino: int, count: int) -> None:
         self.table.forget(ino, count)

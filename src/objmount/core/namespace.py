@@ -90,7 +90,7 @@ class Namespace:
         self._listings: dict[int, Listing] = {}
         self._listings_lock = threading.Lock()
         self.table.on_entry_change = self._entry_changed
-        self.attrs = AttrFetcher(self._pool, self._head_attr, self._needs_head,
+        self.attrs = AttrFetcher(self._pool, self._head_attr, self.needs_head,
                                  self.table.child)
         if root.bucket is None:
             top = Inode(ROOT_INO, Kind.DIR, self.dir_attr(ROOT_INO), None, "",
@@ -228,13 +228,10 @@ class Namespace:
             raise FsError(errno.ENOTDIR)
         if parent.virtual is not Virtual.NONE:
             return self._lookup_virtual(parent, name)
+        cached = self.cached_inode(parent, name)  # or FsError(ENOENT)
+        if cached is not None:
+            return cached
         inode = self.table.child(parent, name)
-        if inode is not None and (self.table.fresh(inode) or inode.open_file is not None
-                                  or name in parent.pending_children
-                                  or inode.listed_until > time.monotonic()):
-            return inode
-        if inode is None and self.table.is_negative(parent, name):
-            raise FsError(errno.ENOENT)
         found = self._resolve(parent, name)
         if found is None:
             if inode is not None:
@@ -510,7 +507,7 @@ class Namespace:
         return (inode.listed_until > 0 and not self.table.fresh(inode)
                 and inode.open_file is None)
 
-    def _needs_head(self, inode: Inode) -> bool:
+    def needs_head(self, inode: Inode) -> bool:
         """Its attributes are the store's to say: provisional or expired."""
         return (inode.kind is not Kind.DIR and inode.open_file is None
                 and not self.table.fresh(inode) and not inode.unlinked)
