@@ -23,8 +23,9 @@ from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
 from objmount.core.names import dir_prefix, join_key, valid_name
 from objmount.core.namespace import DirEntry, MountRoot, Namespace
 from objmount.core.openfile import OpenFile
-from objmount.core.openfiles import OpenFiles, content_type, keep_object_times
+from objmount.core.openfiles import OpenFiles, keep_object_times
 from objmount.core.options import EngineOptions
+from objmount.core.rename import Renamer
 from objmount.errors import FsError, NoSuchKey, StoreError
 from objmount.store.base import Account
 
@@ -76,6 +77,7 @@ class Engine:
         self._next_fh = 1
         self._fh_lock = threading.Lock()
         self.files = OpenFiles(self.ns, options)
+        self.renamer = Renamer(self.ns, self.files)
         # Shared with the front ends and tests, which report and inspect them.
         self.cache = self.files.cache
         self.open_dir = self.files.open_dir
@@ -329,22 +331,10 @@ class Engine:
                 raise FsError(errno.ENOTDIR)
             if inode.root_key is not None:
                 raise FsError(errno.EBUSY)
-            store = self.ns.store(inode)
-            prefix = dir_prefix(inode.key)
-            listing = store.list(prefix, None, max_keys=2)
-            if any(o.key != prefix for o in listing.objects) or self._has_pending(inode):
-                raise FsError(errno.ENOTEMPTY)
-            store.delete(prefix)
+            self.renamer.ensure_empty(inode)
+            self.ns.store(inode).delete(dir_prefix(inode.key))
             self.table.unlink(parent, name)
             self._keep_parent(parent)
-
-    def _has_pending(self, inode: Inode) -> bool:
-        """Does the directory hold files created here and not stored yet?"""
-        for name in list(inode.pending_children):
-            child = self.table.child(inode, name)
-            if child is not None and not child.unlinked:
-                return True
-        return False
 
     def _keep_parent(self, parent: Inode) -> None:
         """A directory that only existed as a prefix vanishes with its last key:
@@ -650,11 +640,11 @@ class Engine:
                 raise FsError(errno.EXDEV)
             new_key = join_key(new_parent.key, new_name)
             if src.kind is Kind.DIR:
-                self._rename_dir(src, new_parent, new_key, dst)
+                self.renamer.move_dir(src, new_parent, new_key, dst)
             else:
                 if dst is not None and dst.kind is Kind.DIR:
                     raise FsError(errno.EISDIR)
-                self._rename_object(src, new_key)
+                self.renamer.move_object(src, new_key)
             if dst is not None:
                 self.table.unlink(new_parent, new_name)
             # A pending (never stored) file was stored under its new name by the rename.
@@ -662,93 +652,6 @@ class Engine:
             old_parent.pending_children.discard(old_name)
             self.table.move(src, new_parent, new_name)
             self._keep_parent(old_parent)
-
-    def _rename_object(self, src: Inode, new_key: str) -> None:
-        store = self.ns.store(src)
-        of = src.open_file
-        if of is not None and of.data_dirty:
-            # Renaming a file that was never stored (or has local changes): store its
-            # current bytes under the new name directly; bytes not yet fetched come from
-            # the old name.
-            attr = src.attr.with_(size=of.size)
-            with of.lock:
-                of.ensure_all(store, src.key)
-                of.upload(store, new_key, metadata.encode(attr), content_type(src))
-            if src.parent is not None and src.name not in src.parent.pending_children:
-                store.delete(src.key)
-            return
-        if of is not None and of.meta_dirty:
-            # Only the attributes changed (a chmod on an open file): the copy carries them.
-            with of.lock:
-                of.etag = store.copy(src.key, new_key, metadata.encode(src.attr),
-                                     content_type(src))
-                of.meta_dirty = False
-            store.delete(src.key)
-            return
-        store.copy(src.key, new_key)
-        store.delete(src.key)
-
-    def _rename_dir(self, src: Inode, new_parent: Inode, new_key: str,
-                    dst: Inode | None) -> None:
-        node: Inode | None = new_parent
-        while node is not None:
-            if node is src:
-                raise FsError(errno.EINVAL, "cannot move a directory into itself")
-            node = node.parent
-        store = self.ns.store(src)
-        if dst is not None:
-            if dst.kind is not Kind.DIR:
-                raise FsError(errno.ENOTDIR)
-            dprefix = dir_prefix(dst.key)
-            listing = store.list(dprefix, None, max_keys=2)
-            if any(o.key != dprefix for o in listing.objects) or self._has_pending(dst):
-                raise FsError(errno.ENOTEMPTY)
-        # Store local changes of open files below first, so the copy carries them.
-        old_prefix = dir_prefix(src.key)
-        for inode in self.table.all():
-            of = inode.open_file
-            if of is not None and (of.data_dirty or of.meta_dirty) and not inode.unlinked:
-                try:
-                    key = inode.key
-                except AssertionError:
-                    continue
-                if key.startswith(old_prefix):
-                    self.files.upload(inode, of)
-        keys = [o.key for o in store.iter_keys(old_prefix)]
-        new_prefix = dir_prefix(new_key)
-
-        def move_one(key: str) -> None:
-            target = new_prefix + key[len(old_prefix):]
-            if key.endswith("/"):
-                # Markers are written anew: some stores (SeaweedFS) refuse to copy them.
-                try:
-                    meta = store.head(key).metadata
-                except NoSuchKey:
-                    meta = {}
-                store.put(target, b"", meta, DIR_CONTENT_TYPE)
-            else:
-                store.copy(key, target)
-
-        # Copy everything first, then delete: a failure half way leaves both copies, never
-        # neither.
-        for fut in self.ns.parallel(move_one, keys):
-            fut.result()
-        if not keys:
-            store.put(new_prefix, b"", metadata.encode(src.attr), DIR_CONTENT_TYPE)
-        targets = {new_prefix + k[len(old_prefix):] for k in keys}
-        if dst is not None and dir_prefix(dst.key) not in targets:
-            store.delete(dir_prefix(dst.key))
-        # Files first, then directory keys deepest first: stores that keep directories of
-        # their own (SeaweedFS) turn a marker deleted before its children into an implicit
-        # directory, and go on listing an emptied prefix until that directory is deleted.
-        # Elsewhere the implicit ones do not exist and deleting them changes nothing.
-        dirs = {k for k in keys if k.endswith("/")} | {old_prefix}
-        for key in keys:
-            parts = key[len(old_prefix):].split("/")[:-1]
-            dirs.update(old_prefix + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1))
-        store.delete_many([k for k in keys if not k.endswith("/")])
-        store.delete_many(sorted(dirs, key=len, reverse=True))
-        src.has_marker = old_prefix in keys or not keys
 
     # ------------------------------------------------------------------ lifecycle --
     def shutdown(self) -> None:
