@@ -29,7 +29,8 @@ class WatchedStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ranges: list[tuple[int, int]] = []
+        self.ranges: list[tuple[int, int]] = []  # block fetches
+        self.direct: list[tuple[int, int]] = []  # reads answered straight from the store
         self.gate = threading.Event()
         self.gate.set()
         self.delay = 0.0
@@ -55,6 +56,11 @@ class WatchedStore(MemoryStore):
         finally:
             with self._watch:
                 self.running -= 1
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        with self._watch:
+            self.direct.append((start, end))
+        return super().get_range(key, start, end, etag)
 
     def blocks_fetched(self) -> list[int]:
         """Every block a request carried, in order (a block fetched twice: twice)."""
@@ -131,12 +137,41 @@ def test_read_ahead_goes_out_in_runs_of_blocks(tmp_path: Path, store: WatchedSto
 
 def test_random_reads_fetch_only_what_they_touch(tmp_path: Path, store: WatchedStore,
                                                  pool: ThreadPoolExecutor) -> None:
+    """A small random read fetches its own bytes, not its block, and keeps nothing; a
+    second one near it (locality) takes the whole block, which later reads find."""
     of = open_file(tmp_path, store, pool)
+    data = store.get("obj")
     touched = [37, 5, 60, 12, 33, 2, 50]
     for block in touched:
-        of.read(store, "obj", block * BLOCK + 100, 200)
+        offset = block * BLOCK + 100
+        assert of.read(store, "obj", offset, 200) == data[offset:offset + 200]
     of.settle()
-    assert sorted(lo // BLOCK for lo, _ in store.ranges) == sorted(touched)
+    assert store.direct == [(b * BLOCK + 100, b * BLOCK + 300) for b in touched]
+    assert store.ranges == []
+    assert of.read(store, "obj", 33 * BLOCK + 150, 200) == data[33 * BLOCK + 150:33 * BLOCK + 350]
+    assert store.ranges == [(33 * BLOCK, 34 * BLOCK)]
+    at = 33 * BLOCK + 2000
+    assert of.read(store, "obj", at, 100) == data[at:at + 100]
+    assert len(store.direct) == len(touched) and len(store.ranges) == 1
+    # A read of a block or more, and a read from the start, are block reads as before.
+    assert of.read(store, "obj", 20 * BLOCK, BLOCK) == data[20 * BLOCK:21 * BLOCK]
+    assert of.read(store, "obj", 0, 100) == data[:100]
+    of.settle()
+    assert len(store.direct) == len(touched)
+    # 34: fetched ahead of the second read in block 33, which counts as sequential.
+    assert sorted(lo // BLOCK for lo, _ in store.ranges) == [0, 20, 33, 34]
+    of.close()
+
+
+def test_a_changed_object_forgets_where_random_reads_went(tmp_path: Path, store: WatchedStore,
+                                                          pool: ThreadPoolExecutor) -> None:
+    of = open_file(tmp_path, store, pool)
+    of.read(store, "obj", 9 * BLOCK + 8, 16)
+    of.read(store, "obj", 40 * BLOCK, 16)
+    info = store.head("obj")
+    of.reset(info.size, info.etag)
+    of.read(store, "obj", 9 * BLOCK + 40, 16)  # where a read went before the change
+    assert len(store.direct) == 3 and store.ranges == []
     of.close()
 
 

@@ -51,6 +51,12 @@ def _note_no_part_copy(exc: Exception) -> None:
                     "uploaded whole", exc)
 
 
+# Random reads of at most an eighth of a block (128 KiB of 1 MiB) fetch only their own
+# bytes, once per sixteenth of a block (see OpenFile._sparse).
+SPARSE_READ_FRACTION = 8
+SPARSE_REGION_FRACTION = 16
+
+
 class OpenFile:
     def __init__(self, cache_dir: Path, block_size: int, remote_size: int,
                  etag: str | None, *, shared_map: bool = False,
@@ -68,6 +74,7 @@ class OpenFile:
         self.stream: StreamingUpload | None = None
         self._read_counters = read_counters
         self.readahead = ReadAhead(read_ahead_blocks)
+        self._sparse_regions: set[int] = set()  # where random reads took only their bytes
         self._fetcher = BlockFetcher(fetch_pool, self._present, fetch_run_blocks)
         if reuse is not None:
             # Under a fresh name (the interception daemon knows cache files by name), and
@@ -190,8 +197,32 @@ class OpenFile:
             end = min(offset + size, self.size)
             if end <= offset:
                 return b""
+            if self._sparse(offset, end):
+                return store.get_range(key, offset, end, etag=self.etag)
             self.ensure(store, key, offset, end, predict=True)
             return os.pread(self.fd, end - offset, offset)
+
+    def _sparse(self, offset: int, end: int) -> bool:
+        """Is this a random read of a few pages, none of them here or on their way, in
+        a region no read took that way before? Then only its bytes are fetched (and not
+        kept): a block per read would move 256 times the bytes of a 4 KiB read. A second
+        such read near the first takes whole blocks, for programs with locality."""
+        bs = self.blocks.block_size
+        first, last = offset // bs, (end - 1) // bs
+        region = max(1, bs // SPARSE_REGION_FRACTION)
+        regions = range(offset // region, (end - 1) // region + 1)
+        if (end - offset > bs // SPARSE_READ_FRACTION or offset == 0 or end > self.remote_size
+                or not self.readahead.max_blocks or self.readahead.continues(first)
+                or any(r in self._sparse_regions for r in regions)):
+            return False
+        blocks = range(first, last + 1)
+        if any(b in self.blocks for b in blocks) or self._fetcher.in_flight_of(blocks):
+            return False
+        self._sparse_regions.update(regions)
+        self.readahead.advise(first, last + 1)  # where the reader is, for the next read
+        if self._read_counters is not None:
+            self._read_counters.count(len(blocks), 0)
+        return True
 
     def read_present(self, store: ObjectStore, key: str, offset: int,
                      size: int) -> bytes | None:
@@ -380,6 +411,7 @@ class OpenFile:
         with self.lock:
             self.settle()
             self.dirty.clear()
+            self._sparse_regions.clear()
             self.blocks.reset(remote_size)
             os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, remote_size)

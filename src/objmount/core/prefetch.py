@@ -30,9 +30,13 @@ class ReadAhead:
         self._next = -1  # block just after the last read
         self._ahead_end = -1  # block just after what was fetched ahead of it
 
+    def continues(self, first: int) -> bool:
+        """Would a read starting in block ``first`` count as sequential?"""
+        return self._next >= 0 and self._next - 1 <= first <= max(self._next, self._ahead_end)
+
     def advise(self, first: int, end: int) -> range:
         """A read of blocks [first, end): the blocks to fetch ahead of it."""
-        if self._next >= 0 and self._next - 1 <= first <= max(self._next, self._ahead_end):
+        if self.continues(first):
             self.window = min(max(1, self.window * 2), self.max_blocks)
         else:
             self.window = 0
