@@ -39,7 +39,8 @@ class Mount:
     """One objmount daemon on one mountpoint."""
 
     def __init__(self, source: str, path: Path, env: dict[str, str], workdir: Path,
-                 options: str = "") -> None:
+                 options: str = "", args: tuple[str, ...] = ()) -> None:
+        self.args = args  # more command-line options of `objmount mount`
         self.source = source
         self.path = path
         self.env = env
@@ -53,7 +54,7 @@ class Mount:
         opts = f"cache_dir={self.workdir / 'cache'}"
         if self.options:
             opts += "," + self.options
-        args = ["mount", "-o", opts, "--log-file", str(self.log), "-v"]
+        args = ["mount", "-o", opts, "--log-file", str(self.log), "-v", *self.args]
         args += [self.source, str(self.path)] if self.source else [str(self.path)]
         result = run_objmount(*args, env=self.env)
         assert result.returncode == 0, f"mount failed: {result.stderr}\n{self.read_log()}"
@@ -109,9 +110,9 @@ def mount_factory(s3_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
 
     class _Factory(Mount):
         def __init__(self, source: str, path: Path | None = None, options: str = "",
-                     env: dict[str, str] | None = None) -> None:
+                     env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
             target = path or tmp_path / f"mnt{len(made)}"
-            super().__init__(source, target, env or s3_env, tmp_path, options)
+            super().__init__(source, target, env or s3_env, tmp_path, options, args)
             made.append(self)
 
     yield _Factory

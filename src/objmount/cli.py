@@ -86,6 +86,9 @@ def _store_args(p: argparse.ArgumentParser) -> None:
                        help="virtual-hosted-style addressing (default otherwise)")
     g.add_argument("--allow-http", dest="allow_http", action="store_true", default=None,
                    help="use http for an endpoint given without a scheme")
+    g.add_argument("--stall-timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="a request that receives nothing for this long is asked again; "
+                   "each second retry waits 4 times longer (default 2)")
 
 
 def _intercept_args(p: argparse.ArgumentParser) -> None:
@@ -231,7 +234,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
         default_permissions="no_default_permissions" not in opts,
         foreground=args.foreground,
     )
-    return mount(request, lambda: S3Account(config, part_size=part_size), args.log_file)
+    if args.stall_timeout <= 0:
+        raise ConfigError("--stall-timeout must be more than 0 seconds")
+    return mount(request, lambda: S3Account(config, part_size=part_size,
+                                            stall_timeout=args.stall_timeout), args.log_file)
 
 
 def _run_or_shell(args: argparse.Namespace, *, shell: bool) -> int:
@@ -252,6 +258,7 @@ def _run_or_shell(args: argparse.Namespace, *, shell: bool) -> int:
                                      "negative_ttl": args.attr_timeout,
                                      "idle_timeout": args.idle_timeout,
                                      "cache_size": args.cache_size,
+                                     "stall_timeout": args.stall_timeout,
                                      "verbose": args.verbose}
     return run(command, config, root=args.root, settings_extra=extra, shell=shell)
 
@@ -301,7 +308,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _account_for_settings(settings: DaemonSettings) -> Account:
     from objmount.store.s3 import S3Account
 
-    return S3Account(settings.s3_config(), part_size=settings.part_size)
+    return S3Account(settings.s3_config(), part_size=settings.part_size,
+                     stall_timeout=settings.stall_timeout)
 
 
 def cmd_umount(args: argparse.Namespace) -> int:

@@ -33,7 +33,13 @@ from pathlib import Path
 from objmount.core.blockmap import BlockMap
 from objmount.core.cache import Parked
 from objmount.core.prefetch import BlockFetcher, ReadAhead, ReadCounters
-from objmount.core.upload import Part, StreamingUpload, splice_plan, upload_spliced
+from objmount.core.upload import (
+    Part,
+    StreamingUpload,
+    splice_plan,
+    upload_spliced,
+    whole_parts,
+)
 from objmount.errors import FsError, NotSupported, PreconditionFailed
 from objmount.store.base import ObjectStore
 from objmount.store.fdio import write_at
@@ -367,7 +373,12 @@ class OpenFile:
                     parts = None
             if etag is None:
                 self.ensure_all(store, key)
-                etag = store.upload(key, self.fd, self.size, metadata, content_type)
+                if self.size > store.part_size:
+                    etag = upload_spliced(store, key, self.fd,
+                                          whole_parts(self.size, store.part_size), key, "",
+                                          metadata, content_type, self.upload_pool)
+                else:
+                    etag = store.upload(key, self.fd, self.size, metadata, content_type)
             # What is here is that version's now; what was copied in the store is
             # fetched from it when needed.
             held = {b for b in range(self.blocks.blocks()) if b in self.blocks}

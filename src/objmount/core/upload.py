@@ -65,6 +65,15 @@ def splice_plan(size: int, remote_size: int, dirty_blocks: set[int], block_size:
     return parts if any(p.copy for p in parts) else None
 
 
+def whole_parts(size: int, part_size: int) -> list[Part]:
+    """A new object of ``size`` bytes sent whole, as parts: each is retried on its own,
+    so one failed request costs one part, not the whole upload."""
+    while -(-size // part_size) > MAX_PARTS:
+        part_size *= 2
+    return [Part(start, min(start + part_size, size), False)
+            for start in range(0, size, part_size)]
+
+
 def _run_all(pool: Executor | None, calls: Sequence[Callable[[], str]]) -> list[str]:
     """Every call's result, in order; on the first failure the others are cancelled or
     waited for (none may still run when the upload is aborted), then it is raised."""

@@ -26,9 +26,13 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
+        return self.call_counting(what, lambda _attempt: fn())
+
+    def call_counting(self, what: str, fn: Callable[[int], T]) -> T:
+        """:meth:`call`, telling ``fn`` which attempt it is (0 first)."""
         for attempt in range(self.attempts):
             try:
-                return fn()
+                return fn(attempt)
             except TransientStoreError as exc:
                 if attempt + 1 == self.attempts:
                     raise StoreUnavailable(f"{what}: {exc}") from exc

@@ -10,6 +10,8 @@ Neither client retries on its own: :class:`RetryPolicy` is the one retry policy.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 import threading
@@ -48,7 +50,10 @@ _MIB = 1024 * 1024
 _READ_CHUNK = _MIB  # bytes handed on at a time by read_into
 _ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                  "InvalidToken", "ExpiredToken", "AllAccessDisabled", "403"}
+# BadDigest, XAmzContentSHA256Mismatch, IncompleteBody: the body changed or was cut on the
+# way; sent again, it arrives whole.
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
+                    "BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody",
                     "Throttling", "ThrottlingException", "RequestTimeTooSkewed", "500", "502",
                     "503", "504"}
 
@@ -125,6 +130,7 @@ def _botocore_error(exc: Exception, what: str) -> StoreError:
 # obstore 0.12 gives no status field; its message has this fixed phrase, then the body.
 _STATUS_PHRASE = re.compile(r"non-2xx status code: (\d{3})\b")
 _ERROR_CODE = re.compile(r"<Code>(\w+)</Code>")
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def _obstore_error(exc: Exception, what: str) -> StoreError:
@@ -170,6 +176,26 @@ class _SinkFailed(Exception):
         self.error = error
 
 
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _multipart_etag(part_etags: Sequence[str]) -> str | None:
+    """The ETag S3 gives an object completed from these parts: the MD5 of their MD5s,
+    then the number of parts. None if a part's ETag is not a plain MD5 (stores differ)."""
+    digests = [e.strip('"') for e in part_etags]
+    if not all(_MD5_HEX.fullmatch(d) for d in digests):
+        return None
+    joined = b"".join(bytes.fromhex(d) for d in digests)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(digests)}"
+
+
+def _content_md5(data: bytes) -> str:
+    """The Content-MD5 header: the store refuses a body that changed on the way. (obstore
+    sends x-amz-checksum-sha256 for the same purpose: see make_obstore.)"""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
 def _mtime_ns(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
@@ -180,10 +206,19 @@ class S3ObjectStore:
     def __init__(self, account: S3Account, bucket: str) -> None:
         self.bucket = bucket
         self._account = account
-        self._client = account.client
         self._retry = account.retry
-        self._ob: _ObStore | None = None
+        self._obs: dict[float, _ObStore] = {}
         self._ob_lock = threading.Lock()
+        # The attempt each thread's request is on: later attempts wait longer for a
+        # stalled store (S3Account.stall_timeout_for). Set by _call around each attempt.
+        self._attempt = threading.local()
+
+    @property
+    def _client(self) -> Any:
+        return self._account.client_for(self._account.stall_timeout_for(self._level()))
+
+    def _level(self) -> int:
+        return int(getattr(self._attempt, "number", 0))
 
     # -- plumbing ---------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T],
@@ -191,7 +226,8 @@ class S3ObjectStore:
         """One request under the retry policy, its errors turned into StoreErrors."""
         counters = self._account.counters
 
-        def attempt() -> T:
+        def attempt(number: int) -> T:
+            self._attempt.number = number
             try:
                 result = fn()
             except _SinkFailed:
@@ -206,16 +242,20 @@ class S3ObjectStore:
                 raise error from exc
             counters.request(what)
             return result
-        return self._retry.call(what, attempt)
+        try:
+            return self._retry.call_counting(what, attempt)
+        finally:
+            self._attempt.number = 0
 
     def _obcall(self, what: str, fn: Callable[[], T]) -> T:
         return self._call(what, fn, _obstore_error)
 
     def _obstore(self) -> _ObStore:
+        stall = self._account.stall_timeout_for(self._level())
         with self._ob_lock:
-            if self._ob is None:
-                self._ob = self._account.make_obstore(self.bucket)
-            return self._ob
+            if stall not in self._obs:
+                self._obs[stall] = self._account.make_obstore(self.bucket, stall)
+            return self._obs[stall]
 
     # -- protocol ---------------------------------------------------------------------
     def check(self) -> None:
@@ -250,9 +290,10 @@ class S3ObjectStore:
             data = bytes(self._obcall(f"GET {key}",
                                       lambda: obstore.get(self._obstore(), key).bytes()))
         else:
-            resp = self._call(f"GET {key}",
-                              lambda: self._client.get_object(Bucket=self.bucket, Key=key))
-            data = bytes(resp["Body"].read())
+            # The body is read inside the attempt: a connection lost while it flows is
+            # retried like any other failure.
+            data = self._call(f"GET {key}", lambda: bytes(
+                self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()))
         self._account.counters.received(len(data))
         return data
 
@@ -271,8 +312,8 @@ class S3ObjectStore:
                                       "Range": f"bytes={start}-{end - 1}"}
             if etag:
                 kwargs["IfMatch"] = etag
-            resp = self._call(f"GET {key}", lambda: self._client.get_object(**kwargs))
-            data = bytes(resp["Body"].read())
+            data = self._call(f"GET {key} [{start}:{end})", lambda: bytes(
+                self._client.get_object(**kwargs)["Body"].read()))
         self._account.counters.received(len(data))
         return data
 
@@ -352,7 +393,7 @@ class S3ObjectStore:
             self._account.counters.sent(len(data))
             return etag
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
-                                  "Metadata": dict(metadata)}
+                                  "Metadata": dict(metadata), "ContentMD5": _content_md5(data)}
         if content_type:
             kwargs["ContentType"] = content_type
         resp = self._call(f"PUT {key}", lambda: self._client.put_object(**kwargs))
@@ -400,14 +441,15 @@ class S3ObjectStore:
 
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
         resp = self._call(f"PUT {key} part {number}", lambda: self._client.upload_part(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data))
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
+            ContentMD5=_content_md5(data)))
         self._account.counters.sent(len(data))
         return str(resp["ETag"])
 
     def copy_part(self, key: str, upload_id: str, number: int, source_key: str,
                   source_etag: str, start: int, end: int) -> str:
         resp = self._call(f"COPY {source_key} [{start}:{end}) -> {key}",
-                          lambda: self._client.upload_part_copy(
+                          lambda: self._account.patient_client.upload_part_copy(
                               Bucket=self.bucket, Key=key, UploadId=upload_id,
                               PartNumber=number,
                               CopySource={"Bucket": self.bucket, "Key": source_key},
@@ -418,16 +460,38 @@ class S3ObjectStore:
     def complete_upload(self, key: str, upload_id: str,
                         parts: Sequence[tuple[int, str]]) -> str:
         done = [{"PartNumber": number, "ETag": etag} for number, etag in parts]
-        resp = self._call(f"PUT {key} (complete multipart)",
-                          lambda: self._client.complete_multipart_upload(
-                              Bucket=self.bucket, Key=key, UploadId=upload_id,
-                              MultipartUpload={"Parts": done}))
+        expected = _multipart_etag([etag for _, etag in parts])
+
+        def complete() -> Any:
+            try:
+                return self._account.patient_client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": done})
+            except botocore.exceptions.ClientError as exc:
+                if (self._level() == 0 or _error_code(exc) != "NoSuchUpload"
+                        or expected is None):
+                    raise
+                # An earlier attempt completed it and its answer was lost on the way:
+                # done, if the object is the one those parts make.
+                head = self._client.head_object(Bucket=self.bucket, Key=key)
+                if str(head.get("ETag", "")).strip('"') != expected:
+                    raise
+                return head
+
+        resp = self._call(f"PUT {key} (complete multipart)", complete)
         return str(resp.get("ETag", ""))
 
     def abort_upload(self, key: str, upload_id: str) -> None:
-        self._call(f"DELETE {key} (abort multipart)",
-                   lambda: self._client.abort_multipart_upload(
-                       Bucket=self.bucket, Key=key, UploadId=upload_id))
+        def abort() -> None:
+            try:
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                                    UploadId=upload_id)
+            except botocore.exceptions.ClientError as exc:
+                # Gone already: an earlier attempt whose answer was lost aborted it.
+                if self._level() == 0 or _error_code(exc) != "NoSuchUpload":
+                    raise
+
+        self._call(f"DELETE {key} (abort multipart)", abort)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:
@@ -440,7 +504,7 @@ class S3ObjectStore:
                 kwargs["ContentType"] = content_type
         # Single CopyObject works to 5 GiB; beyond that S3 needs UploadPartCopy.
         resp = self._call(f"COPY {src_key} -> {dst_key}",
-                          lambda: self._client.copy_object(**kwargs))
+                          lambda: self._account.patient_client.copy_object(**kwargs))
         return str(resp.get("CopyObjectResult", {}).get("ETag", ""))
 
     def delete(self, key: str) -> None:
@@ -456,7 +520,8 @@ class S3ObjectStore:
             request: dict[str, Any] = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
 
             def delete_batch(r: dict[str, Any] = request) -> Any:
-                return self._client.delete_objects(Bucket=self.bucket, Delete=r)
+                return self._account.patient_client.delete_objects(Bucket=self.bucket,
+                                                                   Delete=r)
 
             resp = self._call(f"DELETE {len(batch)} keys", delete_batch)
             errors = resp.get("Errors") or []
@@ -524,16 +589,48 @@ class S3ObjectStore:
                 yield self._summary(obj)
 
 
+# Server-side work (copies, completing an upload, deleting 1000 keys) may keep a
+# response waiting with no byte flowing for as long as it takes: not a stall.
+PATIENT_TIMEOUT = 300.0
+MAX_STALL_TIMEOUT = 120.0
+
+
 class S3Account:
     def __init__(self, config: S3Config, *, part_size: int = 8 * _MIB,
                  upload_concurrency: int = 8, retry: RetryPolicy | None = None,
-                 max_connections: int = 64) -> None:
+                 max_connections: int = 64, stall_timeout: float = 2.0) -> None:
+        """``stall_timeout``: seconds a request may go without a byte arriving (before
+        the answer begins, or between its pieces) before it is taken for stalled and
+        asked again."""
         self.config = config
         self.part_size = part_size
         self.upload_concurrency = upload_concurrency
         self.retry = retry or RetryPolicy()
-        session = explicit_session()
-        self.client: Any = session.create_client(
+        self.stall_timeout = stall_timeout
+        self._max_connections = max_connections
+        self._clients: dict[float, Any] = {}
+        self._stores: dict[str, S3ObjectStore] = {}
+        self._lock = threading.Lock()
+        self.counters = RequestCounters()
+        self.client = self.client_for(self.stall_timeout_for(0))
+        self.patient_client = self.client_for(PATIENT_TIMEOUT)
+
+    def stall_timeout_for(self, attempt: int) -> float:
+        """Every second retry waits four times longer: a store that is slow, not stalled,
+        still gets through (2, 2, 8, 8, 32, 32 s by default)."""
+        return min(self.stall_timeout * float(4 ** (attempt // 2)),
+                   max(self.stall_timeout, MAX_STALL_TIMEOUT))
+
+    def client_for(self, read_timeout: float) -> Any:
+        """The botocore client whose socket reads give up after ``read_timeout``."""
+        with self._lock:
+            if read_timeout not in self._clients:
+                self._clients[read_timeout] = self._make_client(read_timeout)
+            return self._clients[read_timeout]
+
+    def _make_client(self, read_timeout: float) -> Any:
+        config = self.config
+        return explicit_session().create_client(
             "s3",
             endpoint_url=config.endpoint,
             region_name=config.region,
@@ -543,28 +640,31 @@ class S3Account:
             config=botocore.config.Config(
                 s3={"addressing_style": "path" if config.path_style else "virtual"},
                 retries={"total_max_attempts": 1},
-                max_pool_connections=max_connections,
+                max_pool_connections=self._max_connections,
                 connect_timeout=5,
-                read_timeout=60,
+                read_timeout=read_timeout,
                 # Newer botocore adds CRC checksums some S3-compatible stores reject.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),
         )
-        self._stores: dict[str, S3ObjectStore] = {}
-        self._lock = threading.Lock()
-        self.counters = RequestCounters()
 
-    def make_obstore(self, bucket: str) -> _ObStore:
+    def make_obstore(self, bucket: str, read_timeout: float | None = None) -> _ObStore:
         c = self.config
+        stall = read_timeout or self.stall_timeout
         kwargs: dict[str, Any] = {
             "region": c.region,
             "access_key_id": c.access_key,
             "secret_access_key": c.secret_key,
             "virtual_hosted_style_request": not c.path_style,
+            # read_timeout: between bytes, so a large transfer that flows is never cut;
+            # timeout: the whole request, a last resort.
             "client_options": {"allow_http": c.allow_http, "connect_timeout": "5s",
-                               "timeout": "300s"},
+                               "read_timeout": f"{stall}s", "timeout": "3600s"},
             "retry_config": {"max_retries": 0},
+            # The store refuses a body that does not match (a signed payload hash alone
+            # is not checked by every store: SeaweedFS stored a corrupted body).
+            "checksum_algorithm": "sha256",
         }
         if c.session_token:
             kwargs["token"] = c.session_token

@@ -115,6 +115,7 @@ class DaemonSettings:
     part_size: int = 8 << 20
     block_size: int = 1 << 20
     cache_size: int = 2 << 30
+    stall_timeout: float = 2.0
     verbose: int = 0  # 2: log every request
 
     def s3_config(self) -> S3Config:
