@@ -95,6 +95,9 @@ def test_sigkill_during_upload_leaves_old_object(mount_factory: Callable[..., Mo
     old_sha = sha256(old)
     del old
 
+    # Another client's upload under way in the same bucket: never objmount's to abort.
+    others = s3_client.create_multipart_upload(Bucket=bucket, Key="theirs")["UploadId"]
+
     m = mount_factory(f"s3://{bucket}")
     m.mount()
     assert m.pid is not None
@@ -135,9 +138,13 @@ def test_sigkill_during_upload_leaves_old_object(mount_factory: Callable[..., Mo
 
     umount_dead(m)
     assert not is_mounted(m.path)
-    # Mounting again shows the old object.
+    # Mounting again shows the old object, and aborts the upload the killed daemon left
+    # unfinished (it recorded it in its cache directory), and only that one.
     m.mount()
     assert os.stat(m.path / "big").st_size == OLD_SIZE
+    left = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [(u["Key"], u["UploadId"]) for u in left] == [("theirs", others)]
+    assert "aborted multipart upload" in m.read_log()
     h = hashlib.sha256()
     with open(m.path / "big", "rb") as f:
         while chunk := f.read(8 * MIB):

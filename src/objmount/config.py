@@ -7,10 +7,11 @@ configured at all, a running embedded server; else AWS itself.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -53,6 +54,23 @@ def _is_local_host(host: str) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _no_instance_metadata(disable: bool) -> Iterator[None]:
+    """Instance-metadata credentials only make sense on AWS: never probe for them (a
+    link-local HTTP call that hangs off EC2) when another endpoint is configured. botocore
+    reads the switch from os.environ; it is set only for the lookup, so that the
+    programs `objmount run` starts get the user's environment unchanged."""
+    name = "AWS_EC2_METADATA_DISABLED"
+    if not disable or name in os.environ:
+        yield
+        return
+    os.environ[name] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
     value = env.get(name)
     return None if value is None or value == "" else value.lower() in _TRUE
@@ -93,9 +111,6 @@ def resolve_s3_config(
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"endpoint {endpoint!r} is not an http(s) URL")
-        # Instance-metadata credentials only make sense on AWS: never probe for them (a
-        # link-local HTTP call that hangs off EC2) when another endpoint is configured.
-        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
     creds: _Creds | None
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
@@ -103,7 +118,8 @@ def resolve_s3_config(
                        env.get("AWS_SESSION_TOKEN") or None)
     else:
         try:
-            found = session.get_credentials()
+            with _no_instance_metadata(bool(endpoint)):
+                found = session.get_credentials()
         except Exception as exc:
             raise ConfigError(f"cannot read AWS credentials: {exc}") from exc
         frozen = found.get_frozen_credentials() if found is not None else None

@@ -67,7 +67,7 @@ class ObjectCache:
         self._next = 0
         self._over = False
         self.hits = self.misses = self.evictions = 0
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for stale in directory.iterdir():  # an earlier daemon's: no index describes them
             stale.unlink(missing_ok=True)
 

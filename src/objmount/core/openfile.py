@@ -454,7 +454,7 @@ class OpenFile:
 
     def keep_unsaved(self, unsaved_dir: Path, key: str) -> Path:
         """Keep the bytes of a file whose upload failed for good, where a person finds them."""
-        unsaved_dir.mkdir(parents=True, exist_ok=True)
+        unsaved_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = unsaved_dir / f"{stamp}-{key.replace('/', '%2F')[-200:]}"
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -62,12 +62,14 @@ class OpenFiles:
         self.ns = ns
         self.table = ns.table
         self.options = options
-        options.cache_dir.mkdir(parents=True, exist_ok=True)
+        options.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One directory per daemon: mounts may share a cache_dir, and the leftovers of a
         # killed daemon must be found and removed without touching a live one's files.
         _remove_dead_open_dirs(options.cache_dir)
+        # Multipart uploads a killed daemon left unfinished: aborted, and ours recorded.
+        ns.account.keep_upload_log(options.cache_dir)
         self.open_dir = options.cache_dir / f"open-{os.getpid()}"
-        self.open_dir.mkdir(exist_ok=True)
+        self.open_dir.mkdir(mode=0o700, exist_ok=True)
         self.unsaved_dir = options.cache_dir / "unsaved"
         # Block fetches of every open file (on demand and ahead of sequential readers),
         # and the parts of their uploads.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -142,6 +143,11 @@ class ObjectStore(Protocol):
 
 class Account(Protocol):
     """The credentials' view: which buckets exist, and a store for each."""
+
+    def keep_upload_log(self, directory: Path) -> int:
+        """Record the multipart uploads started from now on in ``directory``, and abort
+        those that processes now gone left unfinished there; how many were aborted."""
+        ...
 
     def list_buckets(self) -> list[str]: ...
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from objmount.errors import NoSuchBucket, NoSuchKey, NotSupported, PreconditionFailed, StoreError
 from objmount.store.base import ListResult, ObjectInfo, Sink
@@ -237,6 +238,9 @@ class MemoryStore:
 class MemoryAccount:
     def __init__(self, *buckets: str) -> None:
         self.stores = {name: MemoryStore(name) for name in buckets}
+
+    def keep_upload_log(self, directory: Path) -> int:
+        return 0  # uploads held in memory end with the process
 
     def list_buckets(self) -> list[str]:
         return sorted(self.stores)

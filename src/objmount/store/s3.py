@@ -11,12 +11,15 @@ Neither client retries on its own: :class:`RetryPolicy` is the one retry policy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import botocore.config
@@ -42,6 +45,7 @@ from objmount.store.base import ListResult, ObjectInfo, Sink
 from objmount.store.counters import RequestCounters
 from objmount.store.fdio import read_chunks, read_exactly, write_at
 from objmount.store.retry import RetryPolicy
+from objmount.store.uploadlog import Unfinished, UploadLog, abort_left_behind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -228,6 +232,7 @@ class S3ObjectStore:
 
         def attempt(number: int) -> T:
             self._attempt.number = number
+            started = time.monotonic()
             try:
                 result = fn()
             except _SinkFailed:
@@ -241,6 +246,8 @@ class S3ObjectStore:
                 counters.request(what, failed=isinstance(error, TransientStoreError))
                 raise error from exc
             counters.request(what)
+            if log.isEnabledFor(logging.DEBUG):  # -vv: every request, and its time
+                log.debug("%s: %.1f ms", what, (time.monotonic() - started) * 1000)
             return result
         try:
             return self._retry.call_counting(what, attempt)
@@ -435,9 +442,12 @@ class S3ObjectStore:
                                   "Metadata": dict(metadata)}
         if content_type:
             create["ContentType"] = content_type
-        return str(self._call(f"PUT {key} (create multipart)",
-                              lambda: self._client.create_multipart_upload(**create)
-                              )["UploadId"])
+        upload_id = str(self._call(f"PUT {key} (create multipart)",
+                                   lambda: self._client.create_multipart_upload(**create)
+                                   )["UploadId"])
+        if self._account.upload_log is not None:
+            self._account.upload_log.started(self.bucket, key, upload_id)
+        return upload_id
 
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
         resp = self._call(f"PUT {key} part {number}", lambda: self._client.upload_part(
@@ -479,7 +489,12 @@ class S3ObjectStore:
                 return head
 
         resp = self._call(f"PUT {key} (complete multipart)", complete)
+        self._ended(upload_id)
         return str(resp.get("ETag", ""))
+
+    def _ended(self, upload_id: str) -> None:
+        if self._account.upload_log is not None:
+            self._account.upload_log.ended(upload_id)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         def abort() -> None:
@@ -492,6 +507,7 @@ class S3ObjectStore:
                     raise
 
         self._call(f"DELETE {key} (abort multipart)", abort)
+        self._ended(upload_id)
 
     def copy(self, src_key: str, dst_key: str, metadata: Mapping[str, str] | None = None,
              content_type: str = "") -> str:
@@ -612,8 +628,23 @@ class S3Account:
         self._stores: dict[str, S3ObjectStore] = {}
         self._lock = threading.Lock()
         self.counters = RequestCounters()
+        self.upload_log: UploadLog | None = None
         self.client = self.client_for(self.stall_timeout_for(0))
         self.patient_client = self.client_for(PATIENT_TIMEOUT)
+
+    def keep_upload_log(self, directory: Path) -> int:
+        if self.upload_log is not None:
+            return 0  # one log per account, whichever engine asked first
+        endpoint = self.config.endpoint or f"aws:{self.config.region}"
+
+        def abort(upload: Unfinished) -> None:
+            # NoSuch...: completed, aborted or aged out already; or its bucket is gone.
+            with contextlib.suppress(NoSuchKey, NoSuchBucket):
+                self.bucket(upload.bucket).abort_upload(upload.key, upload.upload_id)
+
+        aborted = abort_left_behind(directory, endpoint, abort)
+        self.upload_log = UploadLog(directory, endpoint)
+        return aborted
 
     def stall_timeout_for(self, attempt: int) -> float:
         """Every second retry waits four times longer: a store that is slow, not stalled,
