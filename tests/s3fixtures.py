@@ -9,6 +9,9 @@ import logging
 import os
 import re
 import secrets
+import subprocess
+import sys
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -21,13 +24,14 @@ from objmount.server import (
     ServerError,
     ServerInfo,
     botocore_client,
+    free_ports,
     start_server,
     stop_server,
     weed_binary,
 )
 
-__all__ = ["bucket", "isolated_aws_env", "s3_client", "s3_env", "s3_server", "server_requests",
-           "server_traffic"]
+__all__ = ["bucket", "isolated_aws_env", "moto_server", "s3_client", "s3_env", "s3_server",
+           "seaweedfs_server", "server_requests", "server_traffic"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,13 @@ def isolated_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
 
 
 @pytest.fixture(scope="session")
-def s3_server(
+def s3_server(seaweedfs_server: ServerInfo) -> ServerInfo:
+    """The S3 server of the session: SeaweedFS. (both_stores.py makes it either.)"""
+    return seaweedfs_server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(
     tmp_path_factory: pytest.TempPathFactory, isolated_aws_env: Path
 ) -> Iterator[ServerInfo]:
     """A SeaweedFS server with random credentials and the bucket ``objmount-test``."""
@@ -74,6 +84,49 @@ def s3_server(
         yield info
     finally:
         stop_server(info.pid)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory,
+                isolated_aws_env: Path) -> Iterator[ServerInfo]:
+    """moto's S3 server, the second S3 implementation: unlike SeaweedFS it keeps user
+    metadata on ``dir/`` markers. Started on a free port, stopped by PID."""
+    moto = Path(sys.executable).with_name("moto_server")
+    if not moto.exists():
+        if _in_ci():
+            pytest.fail("moto_server is not installed (CI is set, so it is required)")
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    workdir = tmp_path_factory.mktemp("moto")
+    log_file = workdir / "moto.log"
+    port = free_ports(1)[0]
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    info = ServerInfo(pid=proc.pid, endpoint=f"http://127.0.0.1:{port}",
+                      access_key="moto-" + secrets.token_hex(4),
+                      secret_key=secrets.token_hex(20), data_dir=workdir, log_file=log_file,
+                      metrics_port=0)
+    client = botocore_client(info.endpoint, info.access_key, info.secret_key)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.list_buckets()
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start: {log_file.read_text()[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield info
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The S3 store against a real SeaweedFS server."""
+"""The S3 store against real servers: every test that uses one runs on SeaweedFS and on
+moto's S3 server (both_stores.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from both_stores import bucket, implementation, s3_client, s3_server
 
 from objmount.config import S3Config, resolve_s3_config
 from objmount.core.upload import Part, upload_spliced
@@ -28,6 +30,7 @@ from objmount.store.retry import RetryPolicy
 from objmount.store.s3 import S3Account, S3ObjectStore, obstore_can_address
 
 pytestmark = pytest.mark.s3
+__all__ = ["bucket", "implementation", "s3_client", "s3_server"]  # fixtures, used by name
 MIB = 1024 * 1024
 
 
@@ -178,7 +181,9 @@ def test_missing_key_and_bucket(store: S3ObjectStore, s3_server: Any) -> None:
         missing.check()
 
 
-def test_wrong_credentials_are_refused(s3_server: Any, bucket: str) -> None:
+def test_wrong_credentials_are_refused(s3_server: Any, bucket: str, implementation: str) -> None:
+    if implementation == "moto":
+        pytest.skip("moto's server checks no signatures unless it is given IAM users")
     bad = S3Account(config_for(s3_server, secret_key="wrong")).bucket(bucket)
     with pytest.raises(AccessDenied):
         bad.check()
@@ -287,10 +292,15 @@ def test_a_listing_cut_short_says_so(store: S3ObjectStore) -> None:
 
 
 def test_spliced_upload_copies_and_sends_and_refuses_a_changed_source(
-        store: S3ObjectStore) -> None:
+        store: S3ObjectStore, implementation: str, request: pytest.FixtureRequest) -> None:
     """UploadPartCopy against the real server: copied ranges pinned to the ETag, sent
     ranges from the file; a source replaced since gives PreconditionFailed and leaves
     the object as it is."""
+    if implementation == "moto":
+        # Strict: if moto starts honouring the condition, this says so.
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="moto ignores x-amz-copy-source-if-match on UploadPartCopy "
+            "(doc/SEMANTICS.md, partial writes)"))
     part = store.part_size
     old = os.urandom(2 * part + 100)
     etag = store.put("spliced", old, {"mode": "33188"})
