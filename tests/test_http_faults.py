@@ -4,8 +4,10 @@ and corrupted uploads. Every byte is checked with a plain client that bypasses t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import Mount
 from faultproxy import ALL_FAULTS, FaultPlan, FaultProxy
+from intercept import Intercept, dirs_env, private_dirs, stop_daemons
 from treesnap import snapshot
 
 from objmount.config import S3Config
@@ -233,3 +236,44 @@ def test_cp_a_of_a_tree_into_and_out_of_the_mount_under_10_percent_faults(
     clean = mount_factory(f"s3://{bucket}")
     clean.mount()
     assert snapshot(str(clean.path / "t")) == snapshot(str(src))
+
+
+def test_cp_a_through_interception_under_10_percent_faults(
+        proxy: FaultProxy, s3_env: dict[str, str], bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src)
+    proxy.set_plan(FaultPlan(rate=0.1, stall_seconds=20, seed=7))
+    base = private_dirs()
+    env = {**s3_env, **dirs_env(base), "AWS_ENDPOINT_URL": proxy.endpoint}
+    try:
+        om = Intercept(env, bucket)
+        opts = ("--stall-timeout", "0.5")
+        om.run("cp", "-a", src, f"{om.path}/t", options=opts, timeout=300)
+        out = tmp_path / "out"
+        om.run("cp", "-a", f"{om.path}/t", out, options=opts, timeout=300)
+        assert snapshot(str(out)) == snapshot(str(src))
+    finally:
+        stop_daemons(env)
+        shutil.rmtree(base, ignore_errors=True)
+    assert sum(proxy.stats.injected.values()) >= 10, proxy.stats.injected
+
+
+def test_close_gives_eio_in_bounded_time_when_the_store_keeps_failing(
+        proxy: FaultProxy, s3_env: dict[str, str], s3_client: Any, bucket: str,
+        mount_factory: Callable[..., Mount]) -> None:
+    s3_client.put_object(Bucket=bucket, Key="f", Body=b"old")
+    m = mount_factory(f"s3://{bucket}", env={**s3_env, "AWS_ENDPOINT_URL": proxy.endpoint},
+                      args=("--stall-timeout", "0.5"))
+    m.mount()
+    proxy.set_plan(FaultPlan(rate=1.0, faults=("503", "reset", "stall"),
+                             methods=frozenset({"PUT", "POST"}), stall_seconds=60))
+    started = time.monotonic()
+    with pytest.raises(OSError) as caught, open(m.path / "f", "wb") as f:
+        f.write(b"new bytes")
+    took = time.monotonic() - started
+    assert caught.value.errno == errno.EIO
+    # Six attempts, stalls waited out for 0.5, 0.5, 2, 2, 8, 8 s at most, plus backoff.
+    assert took < 60, f"close took {took:.0f} s"
+    assert body(s3_client, bucket, "f") == b"old"
+    listing = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [o["Key"] for o in listing] == ["f"]
