@@ -49,7 +49,9 @@ class FaultStats:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, plan: FaultPlan | None = None) -> None:
+    def __init__(self, upstream: str, plan: FaultPlan | None = None, port: int = 0) -> None:
+        """``port``: 0 for any free one; a given one to stand in for a proxy stopped
+        before (the server "comes back" at the same address)."""
         self.upstream = upstream.rstrip("/")
         self.plan = plan or FaultPlan()
         self.stats = FaultStats()
@@ -60,7 +62,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def endpoint(self) -> str:
@@ -88,7 +90,7 @@ class FaultProxy:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
         server = site._server  # the listening socket's port: asked for as 0
         assert isinstance(server, asyncio.Server)

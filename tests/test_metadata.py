@@ -78,3 +78,16 @@ def test_bad_numbers_fall_back_to_defaults() -> None:
                            is_dir=False)
     assert attr.mode == stat.S_IFREG | 0o644
     assert (attr.uid, attr.gid) == (1000, 1000)
+
+
+def test_numbers_the_kernel_cannot_take_fall_back_to_defaults() -> None:
+    """A uid of 20 digits once ended the FUSE daemon (OverflowError in readdir)."""
+    attr = metadata.decode(3, info({"mode": str(1 << 40), "uid": "9" * 20, "gid": "-5",
+                                    "mtime": "9" * 40, "atime": "99999999999",
+                                    "ctime": "-99999999999"}), DEFAULTS, is_dir=False)
+    assert attr.mode == stat.S_IFREG | 0o644
+    assert (attr.uid, attr.gid) == (1000, 1000)
+    assert attr.mtime_ns == attr.atime_ns == attr.ctime_ns  # the object's own time
+    at_limit = metadata.decode(3, info({"uid": "4294967294", "mtime": "9223372035"}),
+                               DEFAULTS, is_dir=False)
+    assert at_limit.uid == 4294967294 and at_limit.mtime_ns == 9223372035 * 10**9

@@ -37,3 +37,8 @@ def test_key_length_limit() -> None:
     assert info.value.errno == errno.ENAMETOOLONG
     assert join_key("", "a") == "a"
     assert join_key("p/q", "a") == "p/q/a"
+    # A file's key may take all 1024 bytes; a directory's marker needs one more.
+    parent = "/".join(["d" * 250] * 4)
+    assert len(join_key(parent, "f" * 20).encode()) == 1024
+    with pytest.raises(FsError):
+        join_key(parent, "f" * 20, directory=True)

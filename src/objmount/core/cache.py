@@ -74,6 +74,9 @@ class ObjectCache:
     def new_path(self) -> Path:
         with self._lock:
             self._next += 1
+            if not self.directory.exists():  # deleted while mounted: made again
+                self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.directory.mkdir(mode=0o700, exist_ok=True)
             return self.directory / f"obj-{self._next}"
 
     def park(self, bucket: str, key: str, path: Path, etag: str, size: int,

@@ -293,7 +293,7 @@ class Engine:
         parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             self._must_not_exist(parent, name)
-            key = join_key(parent.key, name)
+            key = join_key(parent.key, name, directory=True)
             now = time.time_ns()
             attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2)
             self.ns.store(parent).put(dir_prefix(key), b"", metadata.encode(attr),
@@ -638,7 +638,7 @@ class Engine:
                 raise FsError(errno.EEXIST)
             if src.store_bucket != new_parent.store_bucket:
                 raise FsError(errno.EXDEV)
-            new_key = join_key(new_parent.key, new_name)
+            new_key = join_key(new_parent.key, new_name, directory=src.kind is Kind.DIR)
             if src.kind is Kind.DIR:
                 self.renamer.move_dir(src, new_parent, new_key, dst)
             else:

@@ -58,9 +58,11 @@ def parse_time(value: str | None) -> int | None:
     text = value.strip()
     sign = -1 if text.startswith("-") else 1
     whole, _, frac = text.lstrip("+-").partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()):
+    if not whole.isdigit() or (frac and not frac.isdigit()) or len(whole) > 12:
         return None
-    return sign * (int(whole) * _NS + int((frac + "000000000")[:9]))
+    ns = sign * (int(whole) * _NS + int((frac + "000000000")[:9]))
+    # Not a time a 64-bit count of nanoseconds holds (after 2262): not a time at all.
+    return ns if -(1 << 63) <= ns < (1 << 63) else None
 
 
 def format_time(ns: int) -> str:
@@ -68,13 +70,20 @@ def format_time(ns: int) -> str:
     return f"{sec}.{frac:09d}" if frac else str(sec)
 
 
-def _int(value: str | None) -> int | None:
+_MODE_MAX = 0o177777
+_ID_MAX = 0xFFFFFFFE  # 0xFFFFFFFF is (uid_t)-1, "no owner", in chown
+
+
+def _int(value: str | None, highest: int) -> int | None:
+    """The number in ``value`` if it is one from 0 to ``highest``: metadata written by
+    other tools may hold anything, and a value the kernel cannot take must not reach it."""
     if value is None:
         return None
     try:
-        return int(value.strip())
+        number = int(value.strip())
     except ValueError:
         return None
+    return number if 0 <= number <= highest else None
 
 
 def encode(attr: Attr) -> dict[str, str]:
@@ -103,7 +112,7 @@ def with_times(attr: Attr, stored: Mapping[str, str]) -> Attr:
 def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> Attr:
     """Attributes of an object (or of a directory's marker) as objmount shows them."""
     meta = info.metadata
-    mode = _int(meta.get("mode"))
+    mode = _int(meta.get("mode"), _MODE_MAX)
     if is_dir:
         perms = stat.S_IMODE(mode) if mode is not None else defaults.dir_mode
         mode = stat.S_IFDIR | perms
@@ -117,8 +126,8 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
     mtime = parse_time(meta.get("mtime")) or info.mtime_ns
     ctime = parse_time(meta.get("ctime")) or mtime
     atime = parse_time(meta.get("atime")) or mtime
-    uid = _int(meta.get("uid"))
-    gid = _int(meta.get("gid"))
+    uid = _int(meta.get("uid"), _ID_MAX)
+    gid = _int(meta.get("gid"), _ID_MAX)
     return Attr(
         ino=ino,
         mode=mode,

@@ -37,9 +37,11 @@ def valid_name(raw: bytes) -> str:
         raise FsError(errno.EILSEQ) from None
 
 
-def join_key(parent: str, name: str) -> str:
+def join_key(parent: str, name: str, *, directory: bool = False) -> str:
+    """The key of ``name`` in ``parent``; ENAMETOOLONG past S3's limit (a directory's
+    marker ``key/`` needs one byte more)."""
     key = f"{parent}/{name}" if parent else name
-    if len(key.encode()) > KEY_MAX - 1:  # leave room for a dir/ marker's slash
+    if len(key.encode()) > KEY_MAX - (1 if directory else 0):
         raise FsError(errno.ENAMETOOLONG)
     return key
 

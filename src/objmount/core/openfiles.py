@@ -92,14 +92,28 @@ class OpenFiles:
 
     def _new_open_file(self, size: int, etag: str | None, key: str | None = None,
                        reuse: Parked | None = None) -> OpenFile:
-        return OpenFile(self.open_dir, self.options.block_size, size, etag,
-                        shared_map=self.options.shared_block_maps,
-                        fetch_pool=self.fetch_pool,
-                        read_ahead_blocks=self._read_ahead_blocks,
-                        fetch_run_blocks=max(1, self.options.fetch_size
-                                             // self.options.block_size),
-                        read_counters=self.read_counters, reuse=reuse, key=key,
-                        upload_pool=self.upload_pool)
+        def make(parked: Parked | None) -> OpenFile:
+            return OpenFile(self.open_dir, self.options.block_size, size, etag,
+                            shared_map=self.options.shared_block_maps,
+                            fetch_pool=self.fetch_pool,
+                            read_ahead_blocks=self._read_ahead_blocks,
+                            fetch_run_blocks=max(1, self.options.fetch_size
+                                                 // self.options.block_size),
+                            read_counters=self.read_counters, reuse=parked, key=key,
+                            upload_pool=self.upload_pool)
+        try:
+            return make(reuse)
+        except FileNotFoundError:
+            if self.open_dir.exists() and reuse is None:
+                raise
+        if not self.open_dir.exists():
+            # The cache directory was deleted while mounted: made again. Files open then
+            # keep their descriptors; kept copies of closed ones are gone with it.
+            log.warning("the cache directory %s was deleted: making it again",
+                        self.open_dir)
+            self.open_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.open_dir.mkdir(mode=0o700, exist_ok=True)
+        return make(None)
 
     def _disk_use(self) -> int:
         """Disk the cache files of open objects take, measured at most twice a second

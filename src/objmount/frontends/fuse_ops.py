@@ -4,7 +4,10 @@ through the one errno table. No file-system logic lives here."""
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -13,13 +16,27 @@ import trio
 
 from objmount.core.engine import Engine
 from objmount.core.metadata import Attr
-from objmount.errors import ObjmountError, to_errno
+from objmount.errors import NoSuchBucket, ObjmountError, to_errno
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Worker threads: one blocking engine call each (store I/O releases the GIL).
 _LIMITER = trio.CapacityLimiter(64)
+
+
+_bucket_warned = 0.0
+
+
+def _warn_bucket_gone(exc: NoSuchBucket) -> None:
+    """The bucket was deleted while mounted: every operation fails (ENOENT) until it
+    exists again. Said in the log once a minute, not once per operation."""
+    global _bucket_warned
+    now = time.monotonic()
+    if now - _bucket_warned > 60:
+        _bucket_warned = now
+        log.warning("the bucket is gone (%s): operations give ENOENT until it exists again",
+                    exc)
 
 
 def entry(attr: Attr, timeout: float, attr_known: bool = True) -> pyfuse3.EntryAttributes:
@@ -56,6 +73,9 @@ class FuseOperations(pyfuse3.Operations):
         def call() -> T:
             try:
                 return fn(*args, **kwargs)
+            except NoSuchBucket as exc:
+                _warn_bucket_gone(exc)
+                raise pyfuse3.FUSEError(to_errno(exc)) from exc
             except ObjmountError as exc:
                 log.debug("%s: %s", fn.__name__, exc)
                 raise pyfuse3.FUSEError(to_errno(exc)) from exc
@@ -224,3 +244,26 @@ class FuseOperations(pyfuse3.Operations):
         out.f_namemax = s.name_max
         return out
 
+
+
+def _guarded(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Whatever a handler raises becomes an errno for that one request: an exception that
+    escaped to pyfuse3's loop would end the daemon, and every program using the mount
+    with it."""
+    @functools.wraps(handler)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except ObjmountError as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from exc
+        except Exception as exc:
+            log.exception("unexpected error in %s", handler.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from exc
+    return guarded
+
+
+for _name, _handler in list(vars(FuseOperations).items()):
+    if inspect.iscoroutinefunction(_handler) and not _name.startswith("_"):
+        setattr(FuseOperations, _name, _guarded(_handler))
