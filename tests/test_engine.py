@@ -177,6 +177,54 @@ def test_object_replaced_while_reading_is_estale(engine: Engine, store: MemorySt
     eng.release(fh)
 
 
+def test_a_descriptor_opened_before_a_newer_version_gets_estale(
+        store: MemoryStore, account: MemoryAccount, tmp_path: Path) -> None:
+    """Another open on this mount found the object replaced and started the cache file
+    over with the new version: the descriptor opened before must not read the new bytes
+    as if they were its own version's."""
+    old, new = b"A" * 3000, b"B" * 3000
+    store.put("f", old, {})
+    eng = make_engine(account, tmp_path, block_size=1024, whole_file_size=0)
+    ino = eng.lookup(ROOT_INO, b"f").ino
+    first = eng.open(ino, os.O_RDONLY)
+    assert eng.read(first, 0, 1000) == old[:1000]
+    store.put("f", new, {})
+    second = eng.open(ino, os.O_RDONLY)
+    assert eng.read(second, 0, 3000) == new
+    from objmount.errors import to_errno
+    for call in (lambda: eng.read(first, 1000, 1000), lambda: eng.fill(first, 0, 3000)):
+        with pytest.raises(FsError) as info:
+            call()
+        assert to_errno(info.value) == errno.ESTALE
+    assert eng.read_nowait(first, 0, 100) is None  # the worker path says ESTALE
+    eng.release(first)
+    eng.release(second)
+
+
+def test_closing_a_reader_stores_nothing_of_a_writer_s_unfinished_file(
+        engine: Engine, store: MemoryStore) -> None:
+    write_file(engine, ROOT_INO, "f", b"old")
+    ino = engine.lookup(ROOT_INO, b"f").ino
+    writer = engine.open(ino, os.O_WRONLY | os.O_TRUNC)
+    reader = engine.open(ino, os.O_RDONLY)
+    engine.write(writer, 0, b"half")
+    engine.flush(reader)  # close() of the reader
+    engine.release(reader)
+    assert store.get("f") == b"old"
+    engine.write(writer, 4, b" done")
+    engine.flush(writer)
+    engine.release(writer)
+    assert store.get("f") == b"half done"
+    # fsync through a read-only descriptor stores what is there.
+    writer = engine.open(ino, os.O_WRONLY)
+    reader = engine.open(ino, os.O_RDONLY)
+    engine.write(writer, 0, b"HALF")
+    engine.fsync(reader)
+    assert store.get("f") == b"HALF done"
+    engine.release(reader)
+    engine.release(writer)
+
+
 def test_failed_upload_is_eio_and_kept(engine: Engine, store: MemoryStore,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> str:

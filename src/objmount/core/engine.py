@@ -55,6 +55,10 @@ class _Handle:
     flags: int
     writable: bool
     unchanged: bool = False  # the same version as at the inode's last open
+    # Of the open file when this was opened: another open that found the object
+    # replaced starts it over with the new version, and this descriptor must not get a
+    # mixture of the two (NFS says ESTALE). Checked under the open file's lock.
+    generation: int = 0
 
 
 @dataclass
@@ -371,7 +375,7 @@ class Engine:
             of = self.files.open(inode, want_bytes=not (flags & os.O_TRUNC and writable))
             unchanged = of.etag is not None and of.etag == inode.page_etag
             inode.page_etag = of.etag
-        handle = _Handle(inode, flags, writable, unchanged)
+        handle = _Handle(inode, flags, writable, unchanged, of.generation)
         fh = self._new_fh(handle)
         if flags & os.O_TRUNC and writable:
             now = time.time_ns()
@@ -439,11 +443,9 @@ class Engine:
         return self._handles[fh].unchanged
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
-        handle = self._handles[fh]
-        inode = handle.inode
-        of = inode.open_file
-        assert of is not None, "an open handle has an open file"
-        return of.read(self.ns.store(inode), inode.key, offset, size)
+        inode, of = self.open_file(fh)
+        return of.read(self.ns.store(inode), inode.key, offset, size,
+                       self._handles[fh].generation)
 
     def read_nowait(self, fh: int, offset: int, size: int) -> bytes | None:
         """:meth:`read` when it can answer without waiting (cached bytes); else None."""
@@ -451,7 +453,8 @@ class Engine:
         of = handle.inode.open_file if handle is not None else None
         if handle is None or of is None:
             return None
-        return of.read_present(self.ns.store(handle.inode), handle.inode.key, offset, size)
+        return of.read_present(self.ns.store(handle.inode), handle.inode.key, offset, size,
+                               handle.generation)
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self._handles[fh]
@@ -460,6 +463,7 @@ class Engine:
         of = handle.inode.open_file
         assert of is not None, "an open handle has an open file"
         with of.lock:
+            of.current(handle.generation)
             return self._write(handle, of, offset, data)
 
     def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
@@ -471,7 +475,7 @@ class Engine:
                 or not of.lock.acquire(blocking=False)):
             return None
         try:
-            if of.remote_size or of.fetching():
+            if of.remote_size or of.fetching() or of.generation != handle.generation:
                 return None
             return self._write(handle, of, offset, data)
         finally:
@@ -493,13 +497,17 @@ class Engine:
         """True when :meth:`flush` has nothing to do (nothing to upload)."""
         handle = self._handles.get(fh)
         of = handle.inode.open_file if handle is not None else None
-        return handle is not None and (of is None or not (of.data_dirty or of.meta_dirty))
+        return handle is not None and (of is None or not handle.writable
+                                       or not (of.data_dirty or of.meta_dirty))
 
-    def flush(self, fh: int) -> None:
-        """close(): the data must be in the store when this returns without error."""
+    def flush(self, fh: int, *, sync: bool = False) -> None:
+        """close() of a descriptor open for writing, or fsync() (``sync``) of any: the
+        data must be in the store when this returns without error. The close of a
+        read-only descriptor stores nothing (as NFS): it would store another
+        descriptor's writes half done; the last close of the file stores them."""
         handle = self._handles[fh]
         of = handle.inode.open_file
-        if of is not None and (of.data_dirty or of.meta_dirty):
+        if of is not None and (handle.writable or sync) and (of.data_dirty or of.meta_dirty):
             try:
                 self.files.upload(handle.inode, of)
             except (StoreError, OSError) as exc:
@@ -507,7 +515,7 @@ class Engine:
                 raise
 
     def fsync(self, fh: int) -> None:
-        self.flush(fh)
+        self.flush(fh, sync=True)
 
     # -- programs that use the cache file itself (interception) -------------------------
     def open_file(self, fh: int) -> tuple[Inode, OpenFile]:
@@ -520,12 +528,14 @@ class Engine:
         """Make bytes [start, end) of the object present in its cache file."""
         inode, of = self.open_file(fh)
         with of.lock:
+            of.current(self._handles[fh].generation)
             of.ensure(self.ns.store(inode), inode.key, start, end, predict=True)
             keep_object_times(inode, of)
 
     def fill_all(self, fh: int) -> None:
         inode, of = self.open_file(fh)
         with of.lock:
+            of.current(self._handles[fh].generation)
             of.ensure_all(self.ns.store(inode), inode.key)
             keep_object_times(inode, of)
 

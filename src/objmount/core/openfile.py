@@ -103,6 +103,9 @@ class OpenFile:
             self.blocks.add(block)
         self.data_dirty = False
         self.meta_dirty = False
+        # Counts resets: a descriptor opened before the last one reads another version,
+        # and gets ESTALE instead of a mixture of the two (Engine.read).
+        self.generation = 0
         # errno of a local write that failed (a full cache disk): the local bytes are not
         # what the program meant, so they must not replace the object.
         self.failed: int | None = None
@@ -198,8 +201,17 @@ class OpenFile:
             self.ensure(store, key, 0, self.remote_size)
 
     # -- local changes ----------------------------------------------------------------
-    def read(self, store: ObjectStore, key: str, offset: int, size: int) -> bytes:
+    def current(self, generation: int | None) -> None:
+        """ESTALE unless this still holds the version of ``generation`` (None: any);
+        under self.lock, so that no reset comes between the check and the bytes."""
+        if generation is not None and generation != self.generation:
+            raise FsError(errno.ESTALE, "replaced in the store since this descriptor was "
+                          "opened")
+
+    def read(self, store: ObjectStore, key: str, offset: int, size: int,
+             generation: int | None = None) -> bytes:
         with self.lock:
+            self.current(generation)
             end = min(offset + size, self.size)
             if end <= offset:
                 return b""
@@ -231,12 +243,14 @@ class OpenFile:
         return True
 
     def read_present(self, store: ObjectStore, key: str, offset: int,
-                     size: int) -> bytes | None:
+                     size: int, generation: int | None = None) -> bytes | None:
         """:meth:`read` if it cannot block: the bytes are here and no one holds the file
         (an upload, a truncation); None otherwise. Read-ahead is advised as by a read."""
         if not self.lock.acquire(blocking=False):
             return None
         try:
+            if generation is not None and generation != self.generation:
+                return None  # read() says why
             end = min(offset + size, self.size)
             if end <= offset:
                 return b""
@@ -428,6 +442,7 @@ class OpenFile:
             os.ftruncate(self.fd, remote_size)
             self.size = remote_size
             self.etag = etag
+            self.generation += 1
 
     def close(self) -> None:
         self.settle()
