@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OBJMOUNT_MODEL_STEPS="${OBJMOUNT_MODEL_STEPS:-10000}"
-exec .venv/bin/python -m pytest -p no:cacheprovider -s -q tests/test_fuse_model.py "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider --timeout 0 -s -q tests/test_fuse_model.py "$@"
