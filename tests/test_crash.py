@@ -178,3 +178,82 @@ def test_sigkill_then_umount_and_mount_again(mount_factory: Callable[..., Mount]
     m.umount()
     assert not is_mounted(m.path)
 
+
+
+SMALL_WRITER = r"""
+import os, sys
+root = sys.argv[1]
+for i in range(100_000):
+    data = f"file {i}\n".encode() * (i % 50 + 1)
+    with open(os.path.join(root, f"s{i}"), "wb") as f:
+        f.write(data)
+    print(i, flush=True)  # after close() returned 0
+"""
+
+
+def test_sigkill_during_many_small_writes_keeps_every_closed_file(
+        mount_factory: Callable[..., Mount], s3_client: Any, bucket: str) -> None:
+    m = mount_factory(f"s3://{bucket}")
+    m.mount()
+    assert m.pid is not None
+    writer = subprocess.Popen([sys.executable, "-c", SMALL_WRITER, str(m.path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert writer.stdout is not None
+    acknowledged = -1
+    for line in writer.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 150:
+            break
+    os.kill(m.pid, signal.SIGKILL)
+    wait_dead(m.pid)
+    for line in writer.stdout:  # whatever it printed before it noticed
+        acknowledged = int(line)
+    writer.wait(timeout=60)
+    umount_dead(m)
+    stored = {o["Key"] for page in s3_client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket) for o in page.get("Contents", [])}
+    for i in range(acknowledged + 1):
+        assert f"s{i}" in stored, f"s{i} was closed before the kill and is not stored"
+        body = s3_client.get_object(Bucket=bucket, Key=f"s{i}")["Body"].read()
+        assert body == f"file {i}\n".encode() * (i % 50 + 1)
+    # At most the file being written at the kill is beyond those: none half written.
+    for key in stored - {f"s{i}" for i in range(acknowledged + 1)}:
+        i = int(key[1:])
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert body in (b"", f"file {i}\n".encode() * (i % 50 + 1)), key
+    print(f"{acknowledged + 1} files closed before the kill, all stored")
+
+
+def test_sigkill_during_a_directory_rename_leaves_every_file_under_one_name_or_both(
+        mount_factory: Callable[..., Mount], s3_client: Any, bucket: str) -> None:
+    """SEMANTICS: a directory rename copies every key, then deletes the old ones; a crash
+    half way leaves keys under both names, never under neither."""
+    files = 300
+    for i in range(files):
+        s3_client.put_object(Bucket=bucket, Key=f"old/sub{i % 3}/f{i}", Body=f"{i}".encode())
+    m = mount_factory(f"s3://{bucket}")
+    m.mount()
+    assert m.pid is not None
+    mover = subprocess.Popen(["mv", str(m.path / "old"), str(m.path / "new")],
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:  # kill once the copying has begun, before it ends
+        copied = s3_client.list_objects_v2(Bucket=bucket, Prefix="new/").get("KeyCount", 0)
+        if copied >= 20 or mover.poll() is not None:
+            break
+        assert time.monotonic() < deadline, "the rename did not start"
+        time.sleep(0.005)
+    os.kill(m.pid, signal.SIGKILL)
+    wait_dead(m.pid)
+    mover.wait(timeout=60)
+    umount_dead(m)
+    keys = {o["Key"] for page in s3_client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket) for o in page.get("Contents", [])}
+    both = 0
+    for i in range(files):
+        names = {f"{side}/sub{i % 3}/f{i}" for side in ("old", "new")} & keys
+        assert names, f"f{i} is under neither name"
+        both += len(names) == 2
+        for key in names:
+            assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == f"{i}".encode()
+    print(f"killed during the rename: {both} of {files} files under both names")
