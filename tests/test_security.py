@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,42 @@ def test_programs_run_under_interception_get_the_user_s_environment_unchanged(
     finally:
         stop_daemons(env)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def as_nobody(*cmd: str) -> subprocess.CompletedProcess[str]:
+    """A command run as another local user (uid/gid 65534)."""
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    return subprocess.run(list(cmd), preexec_fn=drop, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_allow_other_enforces_posix_permissions_for_another_user(
+        mount_factory: Callable[..., Mount], bucket: str) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    where = Path(tempfile.mkdtemp(prefix="om-other-", dir="/tmp"))
+    where.chmod(0o755)  # the other user must be able to reach the mount point
+    m = mount_factory(f"s3://{bucket}", path=where / "mnt", options="allow_other")
+    try:
+        m.mount()
+        (m.path / "private").write_text("root only\n")
+        (m.path / "private").chmod(0o600)
+        (m.path / "public").write_text("everyone\n")
+        (m.path / "public").chmod(0o644)
+        (m.path / "closed").mkdir(mode=0o700)
+        assert as_nobody("cat", str(m.path / "public")).stdout == "everyone\n"
+        denied = as_nobody("cat", str(m.path / "private"))
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        for cmd in (["touch", str(m.path / "new")], ["ls", str(m.path / "closed")],
+                    ["rm", "-f", str(m.path / "public")],
+                    ["sh", "-c", f"echo x >> {m.path / 'public'}"]):
+            result = as_nobody(*cmd)
+            assert result.returncode != 0 and "Permission denied" in result.stderr, cmd
+        assert (m.path / "public").read_text() == "everyone\n"
+        assert not (m.path / "new").exists()
+    finally:
+        m.cleanup()  # unmounted before the directory goes: never rmtree through a mount
+        shutil.rmtree(where, ignore_errors=True)
