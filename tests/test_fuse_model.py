@@ -197,6 +197,9 @@ class MountModel(RuleBasedStateMachine):
         if dst.startswith(src + "/"):
             self.expect_error(errno.EINVAL, lambda: self.p(src).rename(self.p(dst)))
             return
+        if src.startswith(dst + "/"):  # the kernel's check, before any of the types
+            self.expect_error(errno.ENOTEMPTY, lambda: self.p(src).rename(self.p(dst)))
+            return
         if isinstance(moving, MDir) and target is not None and not isinstance(target, MDir):
             self.expect_error(errno.ENOTDIR, lambda: self.p(src).rename(self.p(dst)))
             return
