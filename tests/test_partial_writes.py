@@ -173,6 +173,21 @@ def test_parts_grow_to_stay_within_the_part_limit(
     assert store.get("big") == data[:1] + b"!" + data[2:]
 
 
+def test_a_new_large_file_goes_in_parts_that_grow_to_stay_within_the_limit(
+        engine: Engine, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file stored whole (no version to copy from) goes as parts, each retried on its
+    own; with the part limit lowered, the parts grow so that there are no more of them."""
+    monkeypatch.setattr(upload, "MAX_PARTS", 3)
+    data = os.urandom(10 * PART + 7)
+    fh, _ = engine.create(ROOT_INO, b"new", 0o644, os.O_WRONLY | os.O_CREAT, 0, 0)
+    engine.write(fh, 0, data)
+    store.requests.clear()
+    engine.release(fh)
+    assert store.get("new") == data
+    assert 1 < moved(store)["upload_part"] <= 3
+    assert moved(store).get("upload", 0) == 0 and moved(store).get("put", 0) == 0
+
+
 def test_a_small_file_is_one_put(engine: Engine, store: MemoryStore) -> None:
     store.put("big", b"s" * PART, {})
     store.requests.clear()
