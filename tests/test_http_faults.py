@@ -96,6 +96,8 @@ def test_every_operation_gets_through_a_30_percent_fault_rate(
     assert kinds == set(ALL_FAULTS), proxy.stats.injected
     methods = {k.split()[1] for k in proxy.stats.injected}
     assert {"GET", "PUT", "HEAD", "POST", "DELETE"} <= methods, proxy.stats.injected
+    print(f"store operations at 30%: {sum(proxy.stats.injected.values())} faults in "
+          f"{proxy.stats.requests} requests, survived")
 
 
 def test_a_stalled_request_is_asked_again_after_the_stall_timeout(
@@ -233,6 +235,8 @@ def test_cp_a_of_a_tree_into_and_out_of_the_mount_under_10_percent_faults(
     faulty.umount()
     injected = sum(proxy.stats.injected.values())
     assert injected >= 10, proxy.stats.injected
+    print(f"cp -a through the mount at 10%: {injected} faults in {proxy.stats.requests} "
+          "requests, survived")
     clean = mount_factory(f"s3://{bucket}")
     clean.mount()
     assert snapshot(str(clean.path / "t")) == snapshot(str(src))
@@ -256,6 +260,8 @@ def test_cp_a_through_interception_under_10_percent_faults(
         stop_daemons(env)
         shutil.rmtree(base, ignore_errors=True)
     assert sum(proxy.stats.injected.values()) >= 10, proxy.stats.injected
+    print(f"cp -a through interception at 10%: {sum(proxy.stats.injected.values())} faults "
+          f"in {proxy.stats.requests} requests, survived")
 
 
 def test_close_gives_eio_in_bounded_time_when_the_store_keeps_failing(
