@@ -733,7 +733,8 @@ OM_API int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev)
     int k = om_classify(dirfd, path, vp, sizeof vp), r;
     if (k == 0)
         return REAL(mknodat)(dirfd, path, mode, dev);
-    if (k < 0 || om_call(&m, OM_MKNOD, "sii", vp, (int64_t)mode, (int64_t)dev) < 0)
+    if (k < 0 || om_call(&m, OM_MKNOD, "siii", vp, (int64_t)mode, (int64_t)dev,
+                         (int64_t)om_umask()) < 0)
         return -1;
     r = finish(&m, ext);
     return r == OM_EXT ? REAL(mknodat)(AT_FDCWD, ext, mode, dev) : r;

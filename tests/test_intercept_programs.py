@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -430,3 +431,26 @@ def test_reading_never_looks_like_a_change(om: Intercept, s3_client: Any) -> Non
     assert out == "1\n"
     res = om.run("tar", "-cf", "/dev/null", "-C", om.path, "r", check=False)
     assert (res.returncode, res.stderr) == (0, "")
+
+
+SPECIAL = """
+import errno, os, stat, sys
+d = sys.argv[1]
+os.umask(0o022)
+os.mkfifo(f"{d}/fifo", 0o666)
+os.mknod(f"{d}/plain", 0o644)
+print(oct(os.lstat(f"{d}/fifo").st_mode), oct(os.lstat(f"{d}/plain").st_mode))
+try:
+    os.open(f"{d}/fifo", os.O_RDONLY | os.O_NONBLOCK)
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+"""
+
+
+def test_mkfifo_and_mknod_store_the_inode(om: Intercept, s3_client: Any) -> None:
+    """As on the FUSE mount: an empty object with the type in its mode. The shim cannot
+    give a program a FIFO of the store's, so opening one is ENXIO."""
+    out = om.run(sys.executable, "-c", SPECIAL, om.path).stdout.split()
+    assert out == [oct(stat.S_IFIFO | 0o644), oct(stat.S_IFREG | 0o644), "ENXIO"]
+    meta = s3_client.head_object(Bucket=om.bucket, Key="fifo")["Metadata"]
+    assert int(meta["mode"]) == stat.S_IFIFO | 0o644

@@ -67,8 +67,21 @@ def test_rclone_float_mtime() -> None:
 def test_symlink_mode_and_odd_types() -> None:
     link = metadata.decode(3, info({"mode": str(stat.S_IFLNK | 0o777)}), DEFAULTS, is_dir=False)
     assert link.is_symlink
-    fifo = metadata.decode(3, info({"mode": str(stat.S_IFIFO | 0o600)}), DEFAULTS, is_dir=False)
-    assert fifo.mode == stat.S_IFREG | 0o600
+    fifo = metadata.decode(3, info({"mode": str(stat.S_IFIFO | 0o600)}, size=0), DEFAULTS,
+                           is_dir=False)
+    assert fifo.mode == stat.S_IFIFO | 0o600 and fifo.rdev == 0
+    device = metadata.decode(3, info({"mode": str(stat.S_IFCHR | 0o620), "rdev": "1025"},
+                                     size=0), DEFAULTS, is_dir=False)
+    assert (device.mode, device.rdev) == (stat.S_IFCHR | 0o620, 1025)
+    assert metadata.encode(device)["rdev"] == "1025"
+    assert "rdev" not in metadata.encode(fifo)
+    # A "FIFO" with bytes was not written by a tool like ours: a file, no byte hidden.
+    with_bytes = metadata.decode(3, info({"mode": str(stat.S_IFIFO | 0o600)}), DEFAULTS,
+                                 is_dir=False)
+    assert with_bytes.mode == stat.S_IFREG | 0o600
+    unknown = metadata.decode(3, info({"mode": str(0o170000 | 0o600)}, size=0), DEFAULTS,
+                              is_dir=False)
+    assert unknown.mode == stat.S_IFREG | 0o600
     bare = metadata.decode(3, info({"mode": "420"}), DEFAULTS, is_dir=False)  # no type bits
     assert bare.mode == stat.S_IFREG | 0o644
 

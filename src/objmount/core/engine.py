@@ -23,7 +23,7 @@ from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
 from objmount.core.names import dir_prefix, join_key, valid_name
 from objmount.core.namespace import DirEntry, MountRoot, Namespace
 from objmount.core.openfile import OpenFile
-from objmount.core.openfiles import OpenFiles, keep_object_times
+from objmount.core.openfiles import OpenFiles, content_type, keep_object_times
 from objmount.core.options import EngineOptions
 from objmount.core.rename import Renamer
 from objmount.errors import FsError, NoSuchKey, StoreError
@@ -237,6 +237,7 @@ class Engine:
         store = self.ns.store(inode)
         store.put(dir_prefix(inode.key), b"", metadata.encode(attr), DIR_CONTENT_TYPE)
         inode.has_marker = True
+        inode.entries_changed_ns = 0  # the times set now are the directory's
         self.table.set_attr(inode, attr)
 
     def _truncate(self, inode: Inode, size: int, attr: Attr, *, by_path: bool) -> None:
@@ -308,6 +309,7 @@ class Engine:
             self.table.set_attr(inode, inode.attr)
             self.table.remember(inode)
             self.ns.made_here(inode)
+            self.table.entries_changed_here(parent, now)
             return inode.attr
 
     def _new_name(self, parent_ino: int, raw: bytes) -> tuple[Inode, str]:
@@ -337,7 +339,10 @@ class Engine:
                 raise FsError(errno.EBUSY)
             self.renamer.ensure_empty(inode)
             self.ns.store(inode).delete(dir_prefix(inode.key))
+            if inode.dir_object:
+                self.ns.store(inode).delete(inode.key)
             self.table.unlink(parent, name)
+            self.table.entries_changed_here(parent, time.time_ns())
             self._keep_parent(parent)
 
     def _keep_parent(self, parent: Inode) -> None:
@@ -367,6 +372,9 @@ class Engine:
         inode = self.table.get(ino)
         if inode.kind is Kind.DIR:
             raise FsError(errno.EISDIR)
+        if stat.S_IFMT(inode.attr.mode) in metadata.SPECIAL_TYPES:
+            # The kernel serves these on a mount; only interception gets here.
+            raise FsError(errno.ENXIO, "a FIFO, socket or device has no bytes to open")
         accmode = flags & os.O_ACCMODE
         writable = accmode in (os.O_WRONLY, os.O_RDWR)
         if writable or flags & os.O_TRUNC:
@@ -431,6 +439,7 @@ class Engine:
         self.table.link(parent, name, inode)
         self.table.set_attr(inode, attr)
         parent.pending_children.add(name)
+        self.table.entries_changed_here(parent, now)
         self.files.open(inode, new=True)
         self.table.remember(inode)
         fh = self._new_fh(_Handle(inode, flags, True))
@@ -604,23 +613,47 @@ class Engine:
                 self.cache.forget(store.bucket, inode.key)
             parent.pending_children.discard(name)
             self.table.unlink(parent, name)
+            now = time.time_ns()
+            self.table.entries_changed_here(parent, now)
+            if inode.open_file is not None:
+                inode.attr = inode.attr.with_(ctime_ns=now)  # its link count changed
             self._keep_parent(parent)
 
     def symlink(self, parent_ino: int, raw: bytes, target: bytes, uid: int, gid: int) -> Attr:
+        return self._put_new(parent_ino, raw, Kind.SYMLINK, stat.S_IFLNK | 0o777, uid, gid,
+                             body=target)
+
+    def mknod(self, parent_ino: int, raw: bytes, mode: int, rdev: int, uid: int,
+              gid: int) -> Attr:
+        """A regular file, FIFO, socket or device: an empty object whose mode says the
+        type (and ``x-amz-meta-rdev`` the device), as s3fs stores them."""
+        kind = stat.S_IFMT(mode) or stat.S_IFREG  # no type: a regular file (Linux)
+        if kind == stat.S_IFDIR:
+            raise FsError(errno.EPERM)
+        if kind not in metadata.SPECIAL_TYPES and kind != stat.S_IFREG:
+            raise FsError(errno.EINVAL)
+        device = rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0
+        return self._put_new(parent_ino, raw, Kind.FILE, kind | stat.S_IMODE(mode), uid, gid,
+                             rdev=device)
+
+    def _put_new(self, parent_ino: int, raw: bytes, kind: Kind, mode: int, uid: int,
+                 gid: int, *, body: bytes = b"", rdev: int = 0) -> Attr:
+        """A new entry stored at once by one PUT (not through an open file)."""
         parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             self._must_not_exist(parent, name)
             key = join_key(parent.key, name)
             now = time.time_ns()
             ino = self.table.new_ino()
-            attr = Attr(ino, stat.S_IFLNK | 0o777, uid, gid, len(target), now, now, now)
+            attr = Attr(ino, mode, uid, gid, len(body), now, now, now, rdev=rdev)
             store = self.ns.store(parent)
-            etag = store.put(key, target, metadata.encode(attr), "application/octet-stream")
-            inode = Inode(ino, Kind.SYMLINK, attr, parent, name,
-                          symlink_target=target.decode("utf-8", "surrogateescape"))
+            inode = Inode(ino, kind, attr, parent, name, symlink_target=(
+                body.decode("utf-8", "surrogateescape") if kind is Kind.SYMLINK else None))
+            etag = store.put(key, body, metadata.encode(attr), content_type(inode))
             self.table.link(parent, name, inode)
             self.table.set_attr(inode, attr, (etag, 0))
             self.table.remember(inode)
+            self.table.entries_changed_here(parent, now)
             return attr
 
     def rename(self, old_parent_ino: int, old_raw: bytes, new_parent_ino: int,
@@ -661,6 +694,11 @@ class Engine:
             new_parent.pending_children.discard(new_name)
             old_parent.pending_children.discard(old_name)
             self.table.move(src, new_parent, new_name)
+            now = time.time_ns()
+            self.table.entries_changed_here(old_parent, now)
+            self.table.entries_changed_here(new_parent, now)
+            if src.kind is Kind.DIR:
+                src.attr = src.attr.with_(ctime_ns=now)  # the file's own: see move_object
             self._keep_parent(old_parent)
 
     # ------------------------------------------------------------------ lifecycle --

@@ -54,6 +54,9 @@ class Inode:
     # own upload set them and the store's Last-Modified is not known).
     version: tuple[str, int] | None = None
     has_marker: bool = False
+    # A directory that an object of its own name (no slash) with Content-Type
+    # application/x-directory stands for: older s3fs's form of a directory.
+    dir_object: bool = False
     # Until then, a listing vouches for the name, type and size; mode, owner and times
     # are the mount's defaults until a HEAD (provisional: see attrfetch.py).
     listed_until: float = 0.0
@@ -65,6 +68,10 @@ class Inode:
     open_file: OpenFile | None = None
     # For directories: names created here that may not be in the store yet.
     pending_children: set[str] = field(default_factory=set)
+    # For directories: subdirectories in this table (a directory's link count is 2 more),
+    # and when an entry was last made or removed here (its mtime and ctime, kept in memory).
+    subdirs: int = 0
+    entries_changed_ns: int = 0
 
     @property
     def key(self) -> str:
@@ -141,6 +148,11 @@ class InodeTable:
     def set_attr(self, inode: Inode, attr: Attr, version: tuple[str, int] | None = None,
                  ttl: float | None = None) -> None:
         with self.lock:
+            changed = inode.entries_changed_ns
+            if inode.kind is Kind.DIR and changed > attr.mtime_ns:
+                # The store's copy of a directory's times is older than an entry made or
+                # removed here since: the later change wins, as it would on a disk.
+                attr = attr.with_(mtime_ns=changed, ctime_ns=max(changed, attr.ctime_ns))
             inode.attr = attr
             inode.attr_expires = time.monotonic() + (self.attr_ttl if ttl is None else ttl)
             if version is not None:
@@ -155,6 +167,8 @@ class InodeTable:
             if old is not None and old is not inode:
                 self._detach(old)
             inode.parent, inode.name = parent, name
+            if old is not inode and inode.kind is Kind.DIR:
+                parent.subdirs += 1
             if not discovered and old is not inode:
                 self._entries_changed(parent.ino, name, inode)
             elif self.on_entry_change is not None:
@@ -168,6 +182,7 @@ class InodeTable:
             inode = self._children.pop((parent.ino, name), None)
             self._entries_changed(parent.ino, name, None)
             if inode is not None:
+                self._lost_child(parent, inode)
                 inode.unlinked = True
                 self._maybe_drop(inode)
             self.set_negative(parent, name)
@@ -179,6 +194,7 @@ class InodeTable:
             old_key = (inode.parent.ino, inode.name)
             if self._children.get(old_key) is inode:
                 del self._children[old_key]
+                self._lost_child(inode.parent, inode)
             self._entries_changed(inode.parent.ino, inode.name, None)
             self.set_negative(inode.parent, inode.name)
             self.link(new_parent, new_name, inode)
@@ -187,9 +203,22 @@ class InodeTable:
         assert inode.parent is not None
         if self._children.get((inode.parent.ino, inode.name)) is inode:
             del self._children[(inode.parent.ino, inode.name)]
+            self._lost_child(inode.parent, inode)
         self._entries_changed(inode.parent.ino, inode.name, None)
         inode.unlinked = True
         self._maybe_drop(inode)
+
+    def entries_changed_here(self, directory: Inode, now_ns: int) -> None:
+        """An entry of ``directory`` was made, removed or renamed here: its mtime and
+        ctime are now (in memory; see doc/SEMANTICS.md)."""
+        with self.lock:
+            directory.entries_changed_ns = now_ns
+            directory.attr = directory.attr.with_(mtime_ns=now_ns, ctime_ns=now_ns)
+
+    @staticmethod
+    def _lost_child(parent: Inode, child: Inode) -> None:
+        if child.kind is Kind.DIR:
+            parent.subdirs = max(0, parent.subdirs - 1)
 
     def remember(self, inode: Inode, count: int = 1) -> None:
         with self.lock:

@@ -14,6 +14,14 @@ from dataclasses import dataclass, replace
 from objmount.store.base import ObjectInfo
 
 DIR_CONTENT_TYPE = "application/x-directory"
+# Also a directory when an object of this type has no slash: older s3fs, Apache.
+_DIR_CONTENT_TYPES = (DIR_CONTENT_TYPE, "httpd/unix-directory")
+
+
+def is_dir_object(info: ObjectInfo) -> bool:
+    """An empty object ``dir`` (no slash) whose Content-Type says it is a directory."""
+    return (info.size == 0 and not info.key.endswith("/")
+            and info.content_type.split(";")[0].strip().lower() in _DIR_CONTENT_TYPES)
 _NS = 1_000_000_000
 
 
@@ -28,6 +36,7 @@ class Attr:
     mtime_ns: int
     ctime_ns: int
     nlink: int = 1
+    rdev: int = 0  # device number of a character or block special file
 
     @property
     def is_dir(self) -> bool:
@@ -87,7 +96,7 @@ def _int(value: str | None, highest: int) -> int | None:
 
 
 def encode(attr: Attr) -> dict[str, str]:
-    return {
+    meta = {
         "mode": str(attr.mode),
         "uid": str(attr.uid),
         "gid": str(attr.gid),
@@ -95,6 +104,15 @@ def encode(attr: Attr) -> dict[str, str]:
         "mtime": format_time(attr.mtime_ns),
         "ctime": format_time(attr.ctime_ns),
     }
+    if attr.rdev:
+        meta["rdev"] = str(attr.rdev)  # as s3fs writes a device's number
+    return meta
+
+
+# Types stored as an empty object whose mode says the type (as s3fs does): the kernel
+# gives FIFOs, sockets and devices their behaviour; the store only keeps the inode.
+SPECIAL_TYPES = frozenset({stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK})
+_RDEV_MAX = (1 << 64) - 1
 
 
 # No symlink target is this long (PATH_MAX counts its NUL): a larger object is a file,
@@ -118,9 +136,11 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
         mode = stat.S_IFDIR | perms
     elif mode is not None and stat.S_ISLNK(mode) and info.size < SYMLINK_MAX:
         mode = stat.S_IFLNK | 0o777
+    elif mode is not None and stat.S_IFMT(mode) in SPECIAL_TYPES and info.size == 0:
+        mode = stat.S_IFMT(mode) | stat.S_IMODE(mode)
     else:
-        # Any other type bits (a FIFO or device stored by another tool) are shown as a
-        # regular file: objmount stores bytes, not devices.
+        # Type bits of no type objmount knows, or a special file with bytes (not one a
+        # tool like ours wrote): a regular file, so that no byte is hidden.
         perms = stat.S_IMODE(mode) if mode is not None else defaults.file_mode
         mode = stat.S_IFREG | perms
     mtime = parse_time(meta.get("mtime")) or info.mtime_ns
@@ -138,4 +158,6 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
         mtime_ns=mtime,
         ctime_ns=ctime,
         nlink=2 if is_dir else 1,
+        rdev=(_int(meta.get("rdev"), _RDEV_MAX) or 0) if stat.S_ISCHR(mode)
+        or stat.S_ISBLK(mode) else 0,
     )

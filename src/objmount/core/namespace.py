@@ -118,8 +118,24 @@ class Namespace:
         return [self._pool.submit(fn, item) for item in items]
 
     def object_attr(self, ino: int, info: ObjectInfo) -> tuple[Kind, Attr]:
+        if metadata.is_dir_object(info):
+            return Kind.DIR, metadata.decode(ino, info, self.options.defaults, is_dir=True)
         attr = metadata.decode(ino, info, self.options.defaults, is_dir=False)
         return (Kind.SYMLINK if attr.is_symlink else Kind.FILE), attr
+
+    def _subdir_attr(self, store: ObjectStore, key: str, object_too: bool
+                     ) -> tuple[Attr, bool, tuple[str, int] | None]:
+        """A listed subdirectory's attributes: from an object of its own name when that
+        is an older s3fs directory (then with that object's version), else its marker's."""
+        if object_too:
+            with contextlib.suppress(NoSuchKey):
+                info = store.head(key)
+                if metadata.is_dir_object(info):
+                    return (metadata.decode(0, info, self.options.defaults, is_dir=True),
+                            False, (info.etag, info.mtime_ns))
+                log.warning("%s is both an object and a prefix: showing the directory", key)
+        attr, marker = self.marker_attr(0, store, key)
+        return attr, marker, None
 
     def marker_attr(self, ino: int, store: ObjectStore, key: str) -> tuple[Attr, bool]:
         """A directory's attributes, from its ``dir/`` marker when there is one."""
@@ -174,6 +190,11 @@ class Namespace:
         except NoSuchKey:
             info = None
         if is_dir:
+            if info is not None and metadata.is_dir_object(info):
+                # Older s3fs's directory with entries: no conflict.
+                kind, attr = self.object_attr(0, info)
+                return self._adopt(parent, name, kind, attr, (info.etag, info.mtime_ns),
+                                   False)
             if info is not None:
                 log.warning("%s is both an object and a prefix: showing the directory", key)
             attr, marker = self.marker_attr(0, store, key)
@@ -197,6 +218,8 @@ class Namespace:
                 self.table.link(parent, name, inode, discovered=existing is None)
             if kind is Kind.DIR:
                 inode.has_marker = marker
+                if version is not None:  # from an object of its own name
+                    inode.dir_object = True
             if inode.open_file is None:
                 self.table.set_attr(inode, attr.with_(ino=inode.ino), version)
                 inode.listed_until = 0.0
@@ -262,10 +285,16 @@ class Namespace:
         return inode
 
     def current_attr(self, inode: Inode) -> Attr:
+        attr = inode.attr
+        if inode.kind is Kind.DIR:
+            # A directory's link count: its entry, its ".", and each subdirectory's "..";
+            # exact for a directory listed or made here, a lower bound for the others.
+            return attr if attr.nlink == 2 + inode.subdirs else attr.with_(
+                nlink=2 + inode.subdirs)
         of = inode.open_file
         if of is not None and inode.kind is Kind.FILE:
-            return inode.attr.with_(size=of.size)
-        return inode.attr
+            attr = attr.with_(size=of.size)
+        return attr.with_(nlink=0) if inode.unlinked else attr
 
     def list_dir(self, inode: Inode) -> list[DirEntry]:
         if inode.virtual is Virtual.TOP:
@@ -430,6 +459,7 @@ class Namespace:
             if name is not None:
                 dirs[name] = None
         files: dict[str, ObjectInfo] = {}
+        dir_objects: set[str] = set()  # empty objects named as a subdirectory
         for obj in listing.objects:
             rest = obj.key[len(prefix):]
             if rest == "":
@@ -438,6 +468,8 @@ class Namespace:
             name = shown_name(rest)
             if name is not None and name not in dirs:
                 files[name] = obj
+            elif name is not None and obj.size == 0:
+                dir_objects.add(name)
         result: list[Inode] = []
         # Objects whose cached attributes still match the listed version need no HEAD;
         # nor, until a program asks for their attributes, files too large to be
@@ -473,10 +505,11 @@ class Namespace:
                 known_dirs[name] = child
         new_dirs = [n for n in dirs if n not in known_dirs]
         markers = self.parallel(
-            lambda n: self.marker_attr(0, store, join_key(inode.key, str(n))), new_dirs)
+            lambda n: self._subdir_attr(store, join_key(inode.key, str(n)),
+                                        n in dir_objects), new_dirs)
         for name, marker_fut in zip(new_dirs, markers, strict=True):
-            attr, marker = marker_fut.result()
-            result.append(self._adopt(inode, name, Kind.DIR, attr, None, marker))
+            attr, marker, version = marker_fut.result()
+            result.append(self._adopt(inode, name, Kind.DIR, attr, version, marker))
         result.extend(known_dirs.values())
         # Entries created here and not yet uploaded (open, or awaiting their first close).
         for name in list(inode.pending_children):

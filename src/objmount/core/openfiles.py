@@ -11,6 +11,7 @@ import logging
 import mimetypes
 import os
 import shutil
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,11 +31,12 @@ from objmount.store.base import ObjectStore
 log = logging.getLogger(__name__)
 
 
-def content_type(inode: Inode) -> str:
-    """The Content-Type a file's object is stored with (symlinks: bytes)."""
-    if inode.kind is Kind.SYMLINK:
+def content_type(inode: Inode, name: str | None = None) -> str:
+    """The Content-Type a file's object is stored with under ``name`` (default: its
+    name now): guessed from the name, as on create; symlinks and special files: bytes."""
+    if inode.kind is Kind.SYMLINK or not stat.S_ISREG(inode.attr.mode):
         return "application/octet-stream"
-    guessed, _ = mimetypes.guess_type(inode.name, strict=False)
+    guessed, _ = mimetypes.guess_type(inode.name if name is None else name, strict=False)
     return guessed or "application/octet-stream"
 
 

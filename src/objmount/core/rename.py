@@ -4,6 +4,7 @@ and deleted after, so a failure half way leaves both copies and never neither.""
 from __future__ import annotations
 
 import errno
+import time
 
 from objmount.core import metadata
 from objmount.core.inodes import Inode, Kind
@@ -34,29 +35,44 @@ class Renamer:
         return False
 
     def move_object(self, src: Inode, new_key: str) -> None:
-        """Store the file's bytes and attributes under ``new_key`` and delete the old key."""
+        """Store the file's bytes and attributes under ``new_key`` and delete the old key.
+        The copy gets a new ctime (a rename changes the inode) and the Content-Type of
+        its new name."""
         store = self.ns.store(src)
+        new_type = content_type(src, new_key.rsplit("/", 1)[-1])
+        now = time.time_ns()
         of = src.open_file
         if of is not None and of.data_dirty:
             # Renaming a file that was never stored (or has local changes): store its
             # current bytes under the new name directly; bytes not yet fetched come from
             # the old name.
+            src.attr = src.attr.with_(ctime_ns=now)
             attr = src.attr.with_(size=of.size)
             with of.lock:
                 of.ensure_all(store, src.key)
-                of.upload(store, new_key, metadata.encode(attr), content_type(src))
+                of.upload(store, new_key, metadata.encode(attr), new_type)
             if src.parent is not None and src.name not in src.parent.pending_children:
                 store.delete(src.key)
             return
         if of is not None and of.meta_dirty:
             # Only the attributes changed (a chmod on an open file): the copy carries them.
             with of.lock:
-                of.etag = store.copy(src.key, new_key, metadata.encode(src.attr),
-                                     content_type(src))
+                src.attr = src.attr.with_(ctime_ns=now)
+                of.etag = store.copy(src.key, new_key, metadata.encode(src.attr), new_type)
                 of.meta_dirty = False
             store.delete(src.key)
             return
-        store.copy(src.key, new_key)
+        # The attributes in the store now, and whatever other tools keep beside ours.
+        info = store.head(src.key)
+        kind, attr = self.ns.object_attr(src.ino, info)
+        attr = attr.with_(ctime_ns=now)
+        etag = store.copy(src.key, new_key, {**info.metadata, **metadata.encode(attr)},
+                          new_type)
+        if kind is src.kind:
+            self.ns.table.set_attr(src, attr, (etag, 0))
+        if of is not None:
+            with of.lock:
+                of.etag = etag  # later partial writes copy from the new object
         store.delete(src.key)
 
     def move_dir(self, src: Inode, new_parent: Inode, new_key: str,
@@ -101,7 +117,7 @@ class Renamer:
         # neither.
         for fut in self.ns.parallel(move_one, keys):
             fut.result()
-        if not keys:
+        if not keys or (src.dir_object and old_prefix not in keys):
             store.put(new_prefix, b"", metadata.encode(src.attr), DIR_CONTENT_TYPE)
         targets = {new_prefix + k[len(old_prefix):] for k in keys}
         if dst is not None and dir_prefix(dst.key) not in targets:
@@ -116,4 +132,7 @@ class Renamer:
             dirs.update(old_prefix + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1))
         store.delete_many([k for k in keys if not k.endswith("/")])
         store.delete_many(sorted(dirs, key=len, reverse=True))
-        src.has_marker = old_prefix in keys or not keys
+        src.has_marker = src.dir_object or old_prefix in keys or not keys
+        if src.dir_object:
+            store.delete(src.key)  # the marker written anew stands for it
+            src.dir_object = False

@@ -7,6 +7,7 @@ import errno
 import functools
 import inspect
 import logging
+import stat
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ def entry(attr: Attr, timeout: float, attr_known: bool = True) -> pyfuse3.EntryA
     e.st_ino = attr.ino
     e.st_mode = attr.mode
     e.st_nlink = attr.nlink
+    e.st_rdev = attr.rdev
     e.st_uid = attr.uid
     e.st_gid = attr.gid
     e.st_size = attr.size
@@ -176,7 +178,12 @@ class FuseOperations(pyfuse3.Operations):
 
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: Any) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(errno.EPERM)
+        # The kernel checked the caller may (devices: CAP_MKNOD) and serves the FIFO,
+        # socket or device itself: only the inode is stored.
+        attr = await self._run(self.engine.mknod, parent_inode, name,
+                               stat.S_IFMT(mode) | (stat.S_IMODE(mode) & ~ctx.umask), rdev,
+                               ctx.uid, ctx.gid)
+        return entry(attr, self.timeout)
 
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         fh = await self._run(self.engine.open, inode, flags)

@@ -601,7 +601,19 @@ class Handlers:
         return Answer(p.reply(errno.EPERM))
 
     def mknod(self, client: Client, a: Args) -> Answer:
-        return Answer(p.reply(errno.EPERM))
+        vpath, mode, dev, umask = a.data(0), a.integer(1), a.integer(2), a.integer(3)
+        kind = stat.S_IFMT(mode)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK) and client.caller.uid != 0:
+            return Answer(p.reply(errno.EPERM))  # the kernel's rule: CAP_MKNOD
+        parent = self._parent(client, vpath)
+        if isinstance(parent, Answer):
+            return parent
+        permissions.require(parent.attr, client.caller, W_OK | X_OK)
+        self.engine.mknod(parent.attr.ino, parent.name, kind | (mode & ~umask & 0o7777), dev,
+                          client.caller.uid, client.caller.gid)
+        self._changed(canonical((*parent.components, parent.name)),
+                      canonical(parent.components))
+        return ok()
 
     # -- programs ---------------------------------------------------------------------------
     def exec(self, client: Client, a: Args) -> Answer:

@@ -68,7 +68,7 @@ class Op(enum.IntEnum):
     EXEC = 20  # path, is_vpath, reason flags
     ADOPT = 21  # handle (an fd inherited across exec)
     LINK = 22  # old vpath, new vpath
-    MKNOD = 23  # vpath, mode, dev
+    MKNOD = 23  # vpath, mode, dev, umask
     SESSION_WAIT = 24  # session: wait for its uploads, return failures
 
 
