@@ -27,9 +27,8 @@ def run(*cmd: str | Path, cwd: Path | None = None,
 
 
 def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    """What must survive, per relative path: files and symlinks with their metadata
-    (mtime to the second); directories by type only, since SeaweedFS drops directory
-    metadata (doc/SEMANTICS.md)."""
+    """What must survive, per relative path: files, symlinks and directories with their
+    metadata (mtime to the second)."""
     result: dict[str, tuple[Any, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -40,7 +39,8 @@ def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
                 result[rel] = ("symlink", os.readlink(path), st.st_uid, st.st_gid,
                                int(st.st_mtime))
             elif stat.S_ISDIR(st.st_mode):
-                result[rel] = ("dir",)
+                result[rel] = ("dir", oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid,
+                               int(st.st_mtime))
             elif stat.S_ISREG(st.st_mode):
                 result[rel] = ("file", oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid,
                                st.st_size, int(st.st_mtime))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import subprocess
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,43 @@ def test_hard_links_are_refused(mounted: Mount) -> None:
     assert not (p / "g").exists()
 
 
-def test_xattrs_are_not_supported(mounted: Mount) -> None:
-    (mounted.path / "f").write_text("x")
-    assert oserror(os.setxattr, mounted.path / "f", "user.k", b"v") in (
-        errno.ENOTSUP, errno.ENOSYS)
+def test_user_xattrs_are_stored_in_s3fs_form(mount_factory: Any, bucket: str,
+                                             s3_client: Any) -> None:
+    m = mount_factory(f"s3://{bucket}")
+    m.mount()
+    f, d = m.path / "f", m.path / "d"
+    f.write_text("x")
+    d.mkdir()
+    os.setxattr(f, "user.k", b"v")
+    os.setxattr(f, "user.empty", b"")
+    os.setxattr(d, "user.dir", b"on a directory")
+    assert sorted(os.listxattr(f)) == ["user.empty", "user.k"]
+    assert os.getxattr(f, "user.k") == b"v" and os.getxattr(f, "user.empty") == b""
+    assert oserror(os.setxattr, f, "user.k", b"w", os.XATTR_CREATE) == errno.EEXIST
+    assert oserror(os.setxattr, f, "user.new", b"w", os.XATTR_REPLACE) == errno.ENODATA
+    assert oserror(os.getxattr, f, "user.missing") == errno.ENODATA
+    assert oserror(os.getxattr, f, "security.selinux") == errno.ENODATA
+    assert oserror(os.setxattr, f, "trusted.k", b"v") in (errno.EOPNOTSUPP, errno.EPERM)
+    assert oserror(os.setxattr, f, "user.big", b"x" * 4000) == errno.ENOSPC
+    os.symlink("f", m.path / "link")
+    assert oserror(lambda: os.setxattr(m.path / "link", "user.k", b"v",
+                                       follow_symlinks=False)) == errno.EPERM
+    stored = s3_client.head_object(Bucket=bucket, Key="f")["Metadata"]["xattr"]
+    assert urllib.parse.unquote(stored) == '{"user.empty":"","user.k":"dg=="}'
+    # Bytes, mode and the other attributes survive a change of xattrs, and xattrs
+    # survive chmod, rename and a rewrite of the file.
+    os.chmod(f, 0o600)
+    os.rename(f, m.path / "g")
+    with open(m.path / "g", "a") as out:
+        out.write("y")
+    os.removexattr(m.path / "g", "user.empty")
+    m.umount()
+    m.mount()
+    g = m.path / "g"
+    assert g.read_text() == "xy" and stat.S_IMODE(os.stat(g).st_mode) == 0o600
+    assert os.listxattr(g) == ["user.k"] and os.getxattr(g, "user.k") == b"v"
+    assert os.getxattr(m.path / "d", "user.dir") == b"on a directory"
+    assert oserror(os.removexattr, g, "user.empty") == errno.ENODATA
 
 
 def test_statfs(mounted: Mount) -> None:

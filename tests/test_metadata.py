@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import urllib.parse
 
 import pytest
 
@@ -104,3 +105,18 @@ def test_numbers_the_kernel_cannot_take_fall_back_to_defaults() -> None:
     at_limit = metadata.decode(3, info({"uid": "4294967294", "mtime": "9223372035"}),
                                DEFAULTS, is_dir=False)
     assert at_limit.uid == 4294967294 and at_limit.mtime_ns == 9223372035 * 10**9
+
+
+def test_xattrs_are_kept_in_s3fs_form() -> None:
+    attr = metadata.decode(3, info({}), DEFAULTS, is_dir=False).with_(
+        xattrs=(("user.a", b"\x00\xff"), ("user.b", b"")))
+    stored = metadata.encode(attr)["xattr"]
+    # s3fs: the URL-encoded text {"name":"base64",...}
+    assert urllib.parse.unquote(stored) == '{"user.a":"AP8=","user.b":""}'
+    assert metadata.parse_xattrs(stored) == attr.xattrs
+    back = metadata.decode(3, info({"xattr": stored}), DEFAULTS, is_dir=False)
+    assert back.xattrs == attr.xattrs
+    # Another tool's garbage: the pairs that parse, nothing else, never an error.
+    garbage = urllib.parse.quote('{"user.ok":"b2s=","user.bad":"!!!",broken,"":"eA=="}')
+    assert metadata.parse_xattrs(garbage) == (("user.ok", b"ok"),)
+    assert metadata.parse_xattrs("not json at all") == ()

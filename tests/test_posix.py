@@ -157,3 +157,31 @@ def test_an_old_style_directory_object_is_a_directory(mounted: Mount, bucket: st
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert "full" not in keys and "moved/child" in keys and "old" not in keys
     assert (p / "moved" / "child").read_text() == "c"
+
+
+def test_a_directory_s_mode_owner_and_times_survive_a_remount(mount_factory: Any,
+                                                              bucket: str) -> None:
+    """On SeaweedFS, whose markers keep no metadata, through the older s3fs form."""
+    m = mount_factory(f"s3://{bucket}")
+    m.mount()
+    p = m.path
+    os.mkdir(p / "private", 0o700)
+    os.mkdir(p / "tree")
+    (p / "tree" / "f").write_text("f")
+    os.chown(p / "tree", 1234, 5678)
+    os.chmod(p / "tree", 0o751)
+    os.utime(p / "tree", ns=(1_500_000_000_000_000_000, 1_600_000_000_000_000_000))
+    m.umount()
+    m.mount()
+    assert stat.S_IMODE(os.stat(p / "private").st_mode) == 0o700
+    st = os.stat(p / "tree")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o751, 1234, 5678)
+    assert st.st_mtime_ns == 1_600_000_000_000_000_000
+    assert (p / "tree" / "f").read_text() == "f"
+    os.rename(p / "tree", p / "moved")
+    os.unlink(p / "moved" / "f")
+    os.rmdir(p / "private")
+    m.umount()
+    m.mount()
+    assert sorted(os.listdir(p)) == ["moved"]
+    assert stat.S_IMODE(os.stat(p / "moved").st_mode) == 0o751

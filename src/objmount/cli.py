@@ -33,6 +33,8 @@ MOUNT_OPTIONS = """mount options (-o, comma separated):
   block_size=1M      unit of on-demand reads from the store
   read_ahead=64M     most bytes fetched ahead of a sequential reader (0: none)
   part_size=8M       multipart upload part size; smaller files are one PUT
+  dir_form=auto      how directories are written: auto (dir/ markers where the store
+                     keeps their metadata, else objects of their own name), marker, object
   no_default_permissions  do not let the kernel check permissions against modes
 """
 
@@ -48,7 +50,7 @@ def _size(text: str) -> int:
 def parse_mount_options(items: list[str]) -> dict[str, str]:
     known = {"ro", "rw", "allow_other", "uid", "gid", "file_mode", "dir_mode", "attr_timeout",
              "negative_timeout", "cache_dir", "cache_size", "block_size", "read_ahead",
-             "part_size",
+             "part_size", "dir_form",
              "no_default_permissions", "default_permissions"}
     result: dict[str, str] = {}
     for item in items:
@@ -190,6 +192,7 @@ def setup_logging(verbose: int, log_file: Path | None) -> None:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     from objmount.config import resolve_s3_config
+    from objmount.core.dirattrs import FORMS
     from objmount.core.engine import EngineOptions, MountRoot
     from objmount.core.metadata import Defaults
     from objmount.frontends.mount import MountRequest, mount
@@ -220,12 +223,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
             block_size=_size(opts.get("block_size", "1M")),
             read_ahead=_size(opts.get("read_ahead", "64M")),
             cache_size=_size(opts.get("cache_size", "2G")),
+            dir_form=opts.get("dir_form", "auto"),
         )
         part_size = _size(opts.get("part_size", "8M"))
     except ValueError as exc:
         raise ConfigError(f"bad mount option value: {exc}") from exc
     if part_size < 5 << 20:
         raise ConfigError("part_size must be at least 5M (an S3 limit)")
+    if engine_options.dir_form not in FORMS:
+        raise ConfigError(f"dir_form must be one of {', '.join(FORMS)}")
     request = MountRequest(
         mountpoint=Path(os.path.abspath(mountpoint)),
         root=root,

@@ -15,9 +15,10 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from objmount.core import metadata
+from objmount.core import metadata, xattrs
 from objmount.core.inodes import Inode, Kind, Virtual
 from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
 from objmount.core.names import dir_prefix, join_key, valid_name
@@ -193,7 +194,7 @@ class Engine:
         self._in_bucket(inode)
         now = time.time_ns()
         with self._ns_lock:
-            attr = inode.attr
+            attr = self._stored_attr(inode)
             changes: dict[str, int] = {}
             if mode is not None:
                 changes["mode"] = stat.S_IFMT(attr.mode) | stat.S_IMODE(mode)
@@ -216,27 +217,67 @@ class Engine:
                 return self.ns.current_attr(inode)
             changes["ctime_ns"] = now
             new_attr = attr.with_(**changes)
-            if inode.kind is Kind.DIR:
-                self._store_dir_attr(inode, new_attr)
-            elif size is not None:
+            if size is not None:
                 self._truncate(inode, size, new_attr, by_path=fh is None)
-            elif inode.open_file is not None:
-                with inode.open_file.lock:
-                    inode.attr = new_attr
-                    inode.open_file.meta_dirty = True
-                    if inode.open_file.stream is not None:
-                        inode.open_file.stream.attributes_changed = True
             else:
-                self.files.store_object_attr(inode, new_attr)
+                self._store_attr(inode, new_attr)
             return self.ns.current_attr(inode)
+
+    def _stored_attr(self, inode: Inode) -> Attr:
+        """The attributes to change: fetched first if a listing left them provisional
+        (the mount's defaults must never be stored in their place)."""
+        if self._needs_head(inode):
+            self.getattr(inode.ino)
+        return inode.attr
+
+    def _store_attr(self, inode: Inode, new_attr: Attr) -> None:
+        """Under _ns_lock: store attributes other than the size (an open file's go with
+        its upload)."""
+        if inode.kind is Kind.DIR:
+            self._store_dir_attr(inode, new_attr)
+        elif inode.open_file is not None:
+            with inode.open_file.lock:
+                inode.attr = new_attr
+                inode.open_file.meta_dirty = True
+                if inode.open_file.stream is not None:
+                    inode.open_file.stream.attributes_changed = True
+        else:
+            self.files.store_object_attr(inode, new_attr)
+
+    # ------------------------------------------------------------------ xattrs -----
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        if xattrs.stored_name(name) is None:
+            raise FsError(errno.ENODATA)  # a namespace not stored: no request
+        return xattrs.value_of(self.getattr(ino), name)
+
+    def listxattr(self, ino: int) -> list[bytes]:
+        return xattrs.names_of(self.getattr(ino))
+
+    def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
+        self._change_xattrs(ino, lambda attr: xattrs.with_value(attr, name, value))
+
+    def removexattr(self, ino: int, name: bytes) -> None:
+        self._change_xattrs(ino, lambda attr: xattrs.without(attr, name))
+
+    def _change_xattrs(self, ino: int, change: Callable[[Attr], Attr]) -> None:
+        inode = self.table.get(ino)
+        self._writable()
+        self._in_bucket(inode)
+        with self._ns_lock:
+            new_attr = change(self._stored_attr(inode))
+            self._store_attr(inode, new_attr.with_(ctime_ns=time.time_ns()))
 
     def _store_dir_attr(self, inode: Inode, attr: Attr) -> None:
         if not inode.key:
             # A bucket root has no key of its own to carry metadata.
             raise FsError(errno.EPERM, "the attributes of a bucket root cannot be stored")
-        store = self.ns.store(inode)
-        store.put(dir_prefix(inode.key), b"", metadata.encode(attr), DIR_CONTENT_TYPE)
-        inode.has_marker = True
+        # A directory an object stands for keeps that form: a marker beside it would
+        # not be read.
+        if self.ns.dirs.write(self.ns.store(inode), inode.key, attr,
+                              as_object=True if inode.dir_object else None):
+            inode.dir_object = True
+        else:
+            inode.has_marker = True
         inode.entries_changed_ns = 0  # the times set now are the directory's
         self.table.set_attr(inode, attr)
 
@@ -301,9 +342,9 @@ class Engine:
             key = join_key(parent.key, name, directory=True)
             now = time.time_ns()
             attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2)
-            self.ns.store(parent).put(dir_prefix(key), b"", metadata.encode(attr),
-                                    DIR_CONTENT_TYPE)
-            inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name, has_marker=True)
+            as_object = self.ns.dirs.write(self.ns.store(parent), key, attr)
+            inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name,
+                          has_marker=not as_object, dir_object=as_object)
             inode.attr = attr.with_(ino=inode.ino)
             self.table.link(parent, name, inode)
             self.table.set_attr(inode, inode.attr)
@@ -338,9 +379,11 @@ class Engine:
             if inode.root_key is not None:
                 raise FsError(errno.EBUSY)
             self.renamer.ensure_empty(inode)
-            self.ns.store(inode).delete(dir_prefix(inode.key))
+            store = self.ns.store(inode)
+            if inode.has_marker or not inode.dir_object:
+                store.delete(dir_prefix(inode.key))
             if inode.dir_object:
-                self.ns.store(inode).delete(inode.key)
+                store.delete(inode.key)
             self.table.unlink(parent, name)
             self.table.entries_changed_here(parent, time.time_ns())
             self._keep_parent(parent)
@@ -348,7 +391,8 @@ class Engine:
     def _keep_parent(self, parent: Inode) -> None:
         """A directory that only existed as a prefix vanishes with its last key:
         give it a marker so that removing a file never removes its directory."""
-        if parent.has_marker or parent.root_key is not None or self.ns.listed_nonempty(parent):
+        if (parent.has_marker or parent.dir_object or parent.root_key is not None
+                or self.ns.listed_nonempty(parent)):
             return
         store = self.ns.store(parent)
         prefix = dir_prefix(parent.key)

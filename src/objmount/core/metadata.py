@@ -7,9 +7,13 @@ float ``mtime`` (the same header, fewer or more digits) is read as well.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import stat
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from objmount.store.base import ObjectInfo
 
@@ -37,6 +41,8 @@ class Attr:
     ctime_ns: int
     nlink: int = 1
     rdev: int = 0  # device number of a character or block special file
+    # Extended attributes, sorted by name (s3fs's x-amz-meta-xattr).
+    xattrs: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def is_dir(self) -> bool:
@@ -46,7 +52,7 @@ class Attr:
     def is_symlink(self) -> bool:
         return stat.S_ISLNK(self.mode)
 
-    def with_(self, **changes: int) -> Attr:
+    def with_(self, **changes: Any) -> Attr:
         return replace(self, **changes)
 
 
@@ -106,7 +112,37 @@ def encode(attr: Attr) -> dict[str, str]:
     }
     if attr.rdev:
         meta["rdev"] = str(attr.rdev)  # as s3fs writes a device's number
+    if attr.xattrs:
+        meta["xattr"] = encode_xattrs(attr.xattrs)
     return meta
+
+
+def encode_xattrs(xattrs: tuple[tuple[str, bytes], ...]) -> str:
+    """s3fs's form: the URL-encoded text {"name":"base64 of the value",...}."""
+    text = "{" + ",".join(f'"{name}":"{base64.b64encode(value).decode()}"'
+                          for name, value in xattrs) + "}"
+    return urllib.parse.quote(text, safe="")
+
+
+def parse_xattrs(stored: str | None) -> tuple[tuple[str, bytes], ...]:
+    """The extended attributes in an ``x-amz-meta-xattr`` value; pairs that do not
+    parse (another tool's garbage) are left out."""
+    if not stored:
+        return ()
+    text = urllib.parse.unquote(stored).strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return ()
+    found: dict[str, bytes] = {}
+    for pair in text[1:-1].split(","):
+        name, colon, value = pair.partition(":")
+        name, value = name.strip().strip('"'), value.strip().strip('"')
+        if not colon or not name:
+            continue
+        try:
+            found[name] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    return tuple(sorted(found.items()))
 
 
 # Types stored as an empty object whose mode says the type (as s3fs does): the kernel
@@ -160,4 +196,5 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
         nlink=2 if is_dir else 1,
         rdev=(_int(meta.get("rdev"), _RDEV_MAX) or 0) if stat.S_ISCHR(mode)
         or stat.S_ISBLK(mode) else 0,
+        xattrs=parse_xattrs(meta.get("xattr")),
     )

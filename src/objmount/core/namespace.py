@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from objmount.core import metadata
 from objmount.core.attrfetch import AttrFetcher
+from objmount.core.dirattrs import DirectoryWriter
 from objmount.core.inodes import ROOT_INO, Inode, InodeTable, Kind, Virtual
 from objmount.core.metadata import Attr
 from objmount.core.names import dir_prefix, join_key, shown_name
@@ -70,6 +71,8 @@ class Listing:
     # Files as listed: (size, Last-Modified ns); enough to know one too large to be a
     # symlink is a file, and so to answer its lookup without a HEAD.
     files: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Directories also listed as an empty object of their name (see dirattrs.py).
+    dir_objects: frozenset[str] = frozenset()
 
 
 class Listed(enum.Enum):
@@ -90,6 +93,7 @@ class Namespace:
         self._listings: dict[int, Listing] = {}
         self._listings_lock = threading.Lock()
         self.table.on_entry_change = self._entry_changed
+        self.dirs = DirectoryWriter(options.dir_form)
         self.attrs = AttrFetcher(self._pool, self._head_attr, self.needs_head,
                                  self.table.child)
         if root.bucket is None:
@@ -159,8 +163,9 @@ class Namespace:
         if listed is Listed.ABSENT:
             return None
         if listed is Listed.DIR:
-            attr, marker = self.marker_attr(0, store, key)
-            return self._adopt(parent, name, Kind.DIR, attr, None, marker)
+            attr, marker, version = self._subdir_attr(store, key,
+                                                      self._listed_dir_object(parent, name))
+            return self._adopt(parent, name, Kind.DIR, attr, version, marker)
         if listed is Listed.FILE:
             size_time = self._listed_file(parent, name)
             if (size_time is not None and size_time[0] >= metadata.SYMLINK_MAX
@@ -327,7 +332,8 @@ class Namespace:
                 answered + self.table.attr_ttl, answered + self.table.negative_ttl,
                 {c.name: c.kind is Kind.DIR for c in result}, True,
                 {c.name: (c.attr.size, c.attr.mtime_ns) for c in result
-                 if c.kind is Kind.FILE and c.open_file is None}))
+                 if c.kind is Kind.FILE and c.open_file is None},
+                frozenset(c.name for c in result if c.dir_object)))
         return result
 
     def _remember_if_unchanged(self, inode: Inode, changes: int, listing: Listing) -> None:
@@ -345,6 +351,9 @@ class Namespace:
                     listing.names[name] = inode.kind is Kind.DIR
                 else:
                     listing.names.pop(name, None)
+                if name in listing.dir_objects or (inode is not None and inode.dir_object):
+                    listing.dir_objects = (listing.dir_objects - {name}) | (
+                        {name} if inode is not None and inode.dir_object else set())
 
     def listed_nonempty(self, directory: Inode) -> bool:
         """A recent listing (kept current with the changes made here) still has entries:
@@ -381,6 +390,11 @@ class Namespace:
             is_dir = listing.names.get(name)
         return Listed.ABSENT if is_dir is None else Listed.DIR if is_dir else Listed.FILE
 
+    def _listed_dir_object(self, parent: Inode, name: str) -> bool:
+        with self._listings_lock:
+            listing = self._listings.get(parent.ino)
+            return listing is not None and name in listing.dir_objects
+
     def _listed_file(self, parent: Inode, name: str) -> tuple[int, int] | None:
         """(size, mtime) of ``name`` as a recent listing of ``parent`` showed it."""
         with self._listings_lock:
@@ -412,10 +426,12 @@ class Namespace:
         # keeps lookups in it from costing a few LISTs every negative_ttl.
         trusted = self.table.negative_ttl if complete else max(self.table.negative_ttl,
                                                                _LARGE_DIRECTORY_RETRY)
+        dir_objects = frozenset(name for name in names
+                                if names[name] and files.get(name, (1, 0))[0] == 0)
         for name in names:
             if names[name]:
                 files.pop(name, None)
-        listing = Listing(0.0, sent + trusted, names, complete, files)
+        listing = Listing(0.0, sent + trusted, names, complete, files, dir_objects)
         self._remember_if_unchanged(parent, changes, listing)
         return listing
 

@@ -44,3 +44,6 @@ class EngineOptions:
     # Publish each open file's block map in shared memory (the interception daemon's
     # shims read it to serve cached bytes without asking).
     shared_block_maps: bool = False
+    # How directories are written: "auto" (dir/ markers where they keep metadata, else
+    # objects of their own name: see dirattrs.py), "marker" or "object".
+    dir_form: str = "auto"

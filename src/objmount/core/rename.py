@@ -117,8 +117,10 @@ class Renamer:
         # neither.
         for fut in self.ns.parallel(move_one, keys):
             fut.result()
-        if not keys or (src.dir_object and old_prefix not in keys):
-            store.put(new_prefix, b"", metadata.encode(src.attr), DIR_CONTENT_TYPE)
+        as_object = False
+        if not keys or src.dir_object:
+            as_object = self.ns.dirs.write(store, new_key, src.attr,
+                                           as_object=True if src.dir_object else None)
         targets = {new_prefix + k[len(old_prefix):] for k in keys}
         if dst is not None and dir_prefix(dst.key) not in targets:
             store.delete(dir_prefix(dst.key))
@@ -132,7 +134,7 @@ class Renamer:
             dirs.update(old_prefix + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1))
         store.delete_many([k for k in keys if not k.endswith("/")])
         store.delete_many(sorted(dirs, key=len, reverse=True))
-        src.has_marker = src.dir_object or old_prefix in keys or not keys
         if src.dir_object:
-            store.delete(src.key)  # the marker written anew stands for it
-            src.dir_object = False
+            store.delete(src.key)  # the one written at the new name stands for it
+        src.dir_object = as_object
+        src.has_marker = not as_object and (old_prefix in keys or not keys)

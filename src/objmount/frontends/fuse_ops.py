@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
+from objmount.core import xattrs
 from objmount.core.engine import Engine
 from objmount.core.metadata import Attr
 from objmount.errors import NoSuchBucket, ObjmountError, to_errno
@@ -184,6 +185,21 @@ class FuseOperations(pyfuse3.Operations):
                                stat.S_IFMT(mode) | (stat.S_IMODE(mode) & ~ctx.umask), rdev,
                                ctx.uid, ctx.gid)
         return entry(attr, self.timeout)
+
+    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        if xattrs.stored_name(name) is None:
+            # ls -l asks every file for its SELinux label and ACL: answered here.
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return await self._run(self.engine.getxattr, inode, name)
+
+    async def listxattr(self, inode: int, ctx: Any) -> Sequence[bytes]:
+        return await self._run(self.engine.listxattr, inode)
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        await self._run(self.engine.setxattr, inode, name, value)
+
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        await self._run(self.engine.removexattr, inode, name)
 
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         fh = await self._run(self.engine.open, inode, flags)
