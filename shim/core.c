@@ -863,11 +863,6 @@ int64_t om_st_dev(void)
     return g_st_dev;
 }
 
-int om_xattr_unsupported(void)
-{
-    return (g_flags & OM_HELLO_XATTR_UNSUPPORTED) != 0;
-}
-
 const struct om_page *om_stat_page(void)
 {
     return g_page;

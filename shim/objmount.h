@@ -33,7 +33,7 @@
 #define OM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* ---- protocol ---------------------------------------------------------------------- */
-#define OM_PROTOCOL_VERSION 2
+#define OM_PROTOCOL_VERSION 3
 /* Prefix of the shared-table keys under which the daemon publishes "this local program is
  * reachable by LD_PRELOAD" (protocol.EXEC_VERDICT_KEY). */
 #define OM_EXEC_KEY "/\001exec"
@@ -68,6 +68,7 @@ enum om_op {
     OM_LINK = 22,
     OM_MKNOD = 23,
     OM_SESSION_WAIT = 24,
+    OM_XATTR = 25,
 };
 
 #define OM_STAT_FOLLOW 1
@@ -81,7 +82,6 @@ enum om_op {
 #define OM_EXEC_ARGS 1
 #define OM_EXEC_CWD 2
 #define OM_EXEC_FDS 4
-#define OM_HELLO_XATTR_UNSUPPORTED 1
 #define OM_ATTR_FIELDS 9
 
 struct om_arg {
@@ -293,7 +293,6 @@ int om_reply_errno(struct om_msg *m);     /* sets errno from a failed reply, ret
 void om_reply_attr(const struct om_msg *m, int first, struct om_attr *a);
 uint64_t om_instance(void);
 int64_t om_st_dev(void);
-int om_xattr_unsupported(void);
 const struct om_page *om_stat_page(void);
 int om_page_lookup(const char *vpath, struct om_attr *a); /* 1 attrs, 0 missing, -1 unknown */
 uint64_t om_page_changes(void);

@@ -1173,63 +1173,136 @@ STATVFS_PATH(statvfs64, struct statvfs64)
 STATVFS_FD(fstatvfs, struct statvfs)
 STATVFS_FD(fstatvfs64, struct statvfs64)
 
-/* ---- extended attributes: not kept on objects (as on the FUSE mount) --------------------- */
-static int xattr_path(const char *path)
+/* ---- extended attributes: user.* kept in the object's metadata (as on the FUSE mount) ---- */
+enum { XA_GET = 0, XA_SET = 1, XA_LIST = 2, XA_REMOVE = 3 };
+
+struct xattr_req {
+    int action, follow, flags;
+    const char *name;   /* "" for XA_LIST */
+    const void *in;     /* XA_SET: the value */
+    size_t in_len;
+    void *out;          /* XA_GET, XA_LIST: the caller's buffer (size 0: only the size) */
+    size_t cap;
+};
+
+/* The daemon's answer: a size (get, list), 0 (set, remove), -1 with errno, or OM_EXT. */
+static ssize_t xattr_object(const char *vp, uint64_t handle, const struct xattr_req *x,
+                            char *ext)
+{
+    struct om_msg m;
+    ssize_t n = 0;
+    int st;
+    if (om_call(&m, OM_XATTR, "siiisbi", vp, (int64_t)handle, (int64_t)x->follow,
+                (int64_t)x->action, x->name, x->in ? (const char *)x->in : "", x->in_len,
+                (int64_t)x->flags) < 0)
+        return -1;
+    st = om_status(&m);
+    if (st == OM_EXTERNAL && m.argc > 1 && m.args[1].is_bytes) {
+        snprintf(ext, PATH_MAX, "%.*s", (int)m.args[1].len, m.args[1].b);
+        om_msg_free(&m);
+        return OM_EXT;
+    }
+    if (st != 0)
+        return om_reply_errno(&m);
+    if (x->action == XA_GET || x->action == XA_LIST) {
+        if (m.argc < 2 || !m.args[1].is_bytes) {
+            om_msg_free(&m);
+            errno = EPROTO;
+            return -1;
+        }
+        n = (ssize_t)m.args[1].len;
+        if (x->cap > 0) {
+            if ((size_t)n > x->cap) {
+                om_msg_free(&m);
+                errno = ERANGE;
+                return -1;
+            }
+            memcpy(x->out, m.args[1].b, (size_t)n);
+        }
+    }
+    om_msg_free(&m);
+    return n;
+}
+
+static ssize_t xattr_path(const char *path, const struct xattr_req *x, char *ext)
 {
     char vp[PATH_MAX];
     int k = om_classify(AT_FDCWD, path, vp, sizeof vp);
-    if (k > 0 && om_xattr_unsupported()) {
-        errno = ENOTSUP;
+    if (k == 0)
+        return OM_LOCAL;
+    if (k < 0)
         return -1;
-    }
-    return k < 0 ? -1 : 1;
+    return xattr_object(vp, 0, x, ext);
 }
 
-static int xattr_fd(int fd)
+static ssize_t xattr_fd(int fd, const struct xattr_req *x, char *ext)
 {
-    if (om_fd_maybe_ours(fd) && om_xattr_unsupported()) {
-        struct om_file *f = om_get_fd(fd);
-        if (f) {
-            om_put(f);
-            errno = ENOTSUP;
-            return -1;
-        }
-    }
-    return 1;
+    struct om_file *f;
+    ssize_t r;
+    if (!om_fd_maybe_ours(fd) || !(f = om_get_fd(fd)))
+        return OM_LOCAL;
+    r = xattr_object(f->kind == DT_REG ? "" : f->vpath, f->kind == DT_REG ? f->handle : 0,
+                     x, ext);
+    om_put(f);
+    return r;
 }
 
-#define XATTR_PATH(ret, name, params, args)                                         \
-    OM_API ret name params                                                          \
-    {                                                                               \
-        if (xattr_path(path) < 0)                                                   \
-            return -1;                                                              \
-        return REAL(name) args;                                                     \
+/* Path and descriptor forms: the request, then the real call for a local file (or the
+ * local path a symlink led to). */
+#define XATTR_PATH(ret, fn, params, follow_, action_, name_, in_, in_len_, out_, cap_,      \
+                   flags_, args)                                                           \
+    OM_API ret fn params                                                                   \
+    {                                                                                      \
+        char ext[PATH_MAX];                                                                \
+        struct xattr_req x = {action_, follow_, flags_, name_, in_, in_len_, out_, cap_};  \
+        ssize_t r = xattr_path(path, &x, ext);                                             \
+        if (r == OM_LOCAL)                                                                 \
+            return REAL(fn) args;                                                          \
+        if (r == OM_EXT) {                                                                 \
+            path = ext;                                                                    \
+            return REAL(fn) args;                                                          \
+        }                                                                                  \
+        return (ret)r;                                                                     \
     }
-#define XATTR_FD(ret, name, params, args)                                           \
-    OM_API ret name params                                                          \
-    {                                                                               \
-        if (xattr_fd(fd) < 0)                                                       \
-            return -1;                                                              \
-        return REAL(name) args;                                                     \
+#define XATTR_FD(ret, fn, params, action_, name_, in_, in_len_, out_, cap_, flags_, args)  \
+    OM_API ret fn params                                                                   \
+    {                                                                                      \
+        char ext[PATH_MAX];                                                                \
+        struct xattr_req x = {action_, 1, flags_, name_, in_, in_len_, out_, cap_};        \
+        ssize_t r = xattr_fd(fd, &x, ext);                                                 \
+        if (r == OM_LOCAL)                                                                 \
+            return REAL(fn) args;                                                          \
+        if (r == OM_EXT) { /* a descriptor's object never leads elsewhere */               \
+            errno = EIO;                                                                   \
+            return -1;                                                                     \
+        }                                                                                  \
+        return (ret)r;                                                                     \
     }
 
 XATTR_PATH(ssize_t, getxattr, (const char *path, const char *n, void *v, size_t s),
-           (path, n, v, s))
+           1, XA_GET, n, NULL, 0, v, s, 0, (path, n, v, s))
 XATTR_PATH(ssize_t, lgetxattr, (const char *path, const char *n, void *v, size_t s),
-           (path, n, v, s))
-XATTR_FD(ssize_t, fgetxattr, (int fd, const char *n, void *v, size_t s), (fd, n, v, s))
+           0, XA_GET, n, NULL, 0, v, s, 0, (path, n, v, s))
+XATTR_FD(ssize_t, fgetxattr, (int fd, const char *n, void *v, size_t s),
+         XA_GET, n, NULL, 0, v, s, 0, (fd, n, v, s))
 XATTR_PATH(int, setxattr, (const char *path, const char *n, const void *v, size_t s, int fl),
-           (path, n, v, s, fl))
+           1, XA_SET, n, v, s, NULL, 0, fl, (path, n, v, s, fl))
 XATTR_PATH(int, lsetxattr, (const char *path, const char *n, const void *v, size_t s, int fl),
-           (path, n, v, s, fl))
+           0, XA_SET, n, v, s, NULL, 0, fl, (path, n, v, s, fl))
 XATTR_FD(int, fsetxattr, (int fd, const char *n, const void *v, size_t s, int fl),
-         (fd, n, v, s, fl))
-XATTR_PATH(ssize_t, listxattr, (const char *path, char *l, size_t s), (path, l, s))
-XATTR_PATH(ssize_t, llistxattr, (const char *path, char *l, size_t s), (path, l, s))
-XATTR_FD(ssize_t, flistxattr, (int fd, char *l, size_t s), (fd, l, s))
-XATTR_PATH(int, removexattr, (const char *path, const char *n), (path, n))
-XATTR_PATH(int, lremovexattr, (const char *path, const char *n), (path, n))
-XATTR_FD(int, fremovexattr, (int fd, const char *n), (fd, n))
+         XA_SET, n, v, s, NULL, 0, fl, (fd, n, v, s, fl))
+XATTR_PATH(ssize_t, listxattr, (const char *path, char *l, size_t s),
+           1, XA_LIST, "", NULL, 0, l, s, 0, (path, l, s))
+XATTR_PATH(ssize_t, llistxattr, (const char *path, char *l, size_t s),
+           0, XA_LIST, "", NULL, 0, l, s, 0, (path, l, s))
+XATTR_FD(ssize_t, flistxattr, (int fd, char *l, size_t s),
+         XA_LIST, "", NULL, 0, l, s, 0, (fd, l, s))
+XATTR_PATH(int, removexattr, (const char *path, const char *n),
+           1, XA_REMOVE, n, NULL, 0, NULL, 0, 0, (path, n))
+XATTR_PATH(int, lremovexattr, (const char *path, const char *n),
+           0, XA_REMOVE, n, NULL, 0, NULL, 0, 0, (path, n))
+XATTR_FD(int, fremovexattr, (int fd, const char *n),
+         XA_REMOVE, n, NULL, 0, NULL, 0, 0, (fd, n))
 
 OM_API mode_t umask(mode_t mask)
 {

@@ -1,7 +1,8 @@
 """A stateful reference-model test of the FUSE mount over the real SeaweedFS: Hypothesis
 drives programs' system calls on the mount (os.* on its paths), and another client's PUT
 and DELETE through a plain S3 client, and compares every answer with a small model of
-paths -> files, directories and symlinks (kind, bytes, mode, mtime).
+paths -> files, directories, symlinks and FIFOs (kind, bytes, mode, mtime, user.*
+extended attributes; a directory's mode).
 
 One mount serves the whole test, with caches off (attr_timeout=0) so that the other
 client's changes show at once; each example works in a fresh directory of its own.
@@ -15,7 +16,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,12 @@ class MFile:
     data: bytes
     mode: int | None  # None: written by the other client (the mount's default mode)
     mtime_ns: int | None = None  # set by utime; None: whenever it was written
+    xattrs: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
 class MDir:
-    pass
+    mode: int = 0o755  # mkdir's 0777 under the umask 022
 
 
 @dataclass
@@ -53,7 +55,12 @@ class MLink:
     target: str
 
 
-Entry = MFile | MDir | MLink
+@dataclass
+class MFifo:
+    mode: int
+
+
+Entry = MFile | MDir | MLink | MFifo
 
 
 @dataclass
@@ -121,8 +128,8 @@ class MountModel(RuleBasedStateMachine):
         if isinstance(existing, MDir):
             self.expect_error(errno.EISDIR, lambda: self.p(rel).write_bytes(payload))
             return
-        if isinstance(existing, MLink):
-            return  # would write through the link: out of the model's scope
+        if isinstance(existing, (MLink, MFifo)):
+            return  # would write through the link or block on the FIFO: out of scope
         fd = os.open(self.p(rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.write(fd, payload)
@@ -165,6 +172,30 @@ class MountModel(RuleBasedStateMachine):
         self.p(rel).mkdir()
         self.entries[rel] = MDir()
 
+    @rule(data=st.data(), mode=modes)
+    def mkfifo(self, data: st.DataObject, mode: int) -> None:
+        self.step()
+        rel = self.new_path(data)
+        if rel in self.entries:
+            self.expect_error(errno.EEXIST, lambda: os.mkfifo(self.p(rel), mode))
+            return
+        os.mkfifo(self.p(rel), mode)
+        self.entries[rel] = MFifo(mode & ~0o022)
+
+    @precondition(lambda self: self.of_kind(MFile))
+    @rule(data=st.data(), name=st.sampled_from(["user.a", "user.b"]), value=payloads)
+    def setxattr(self, data: st.DataObject, name: str, value: bytes) -> None:
+        self.step()
+        rel = data.draw(st.sampled_from(self.of_kind(MFile)))
+        entry = self.entries[rel]
+        assert isinstance(entry, MFile)
+        if name in entry.xattrs and not value:
+            os.removexattr(self.p(rel), name)
+            del entry.xattrs[name]
+        else:
+            os.setxattr(self.p(rel), name, value)
+            entry.xattrs[name] = value
+
     @precondition(lambda self: self.of_kind(MDir))
     @rule(data=st.data())
     def rmdir(self, data: st.DataObject) -> None:
@@ -176,11 +207,13 @@ class MountModel(RuleBasedStateMachine):
         self.p(rel).rmdir()
         del self.entries[rel]
 
-    @precondition(lambda self: self.of_kind(MFile) or self.of_kind(MLink))
+    @precondition(lambda self: self.of_kind(MFile) or self.of_kind(MLink)
+                  or self.of_kind(MFifo))
     @rule(data=st.data())
     def unlink(self, data: st.DataObject) -> None:
         self.step()
-        rel = data.draw(st.sampled_from(self.of_kind(MFile) + self.of_kind(MLink)))
+        rel = data.draw(st.sampled_from(self.of_kind(MFile) + self.of_kind(MLink)
+                                        + self.of_kind(MFifo)))
         self.p(rel).unlink()
         del self.entries[rel]
 
@@ -232,13 +265,10 @@ class MountModel(RuleBasedStateMachine):
     @rule(data=st.data(), mode=modes)
     def chmod(self, data: st.DataObject, mode: int) -> None:
         self.step()
-        files = self.of_kind(MFile)
-        if not files:
-            return  # directory modes are not kept on SeaweedFS (issue 9)
-        rel = data.draw(st.sampled_from(files))
+        rel = data.draw(st.sampled_from(self.of_kind(MFile) + self.of_kind(MDir)))
         os.chmod(self.p(rel), mode)
         entry = self.entries[rel]
-        assert isinstance(entry, MFile)
+        assert isinstance(entry, (MFile, MDir))
         entry.mode = mode
 
     @precondition(lambda self: self.of_kind(MFile))
@@ -281,6 +311,9 @@ class MountModel(RuleBasedStateMachine):
             st_ = os.lstat(self.p(rel))
             if isinstance(entry, MDir):
                 assert stat.S_ISDIR(st_.st_mode), rel
+                assert stat.S_IMODE(st_.st_mode) == entry.mode, rel
+            elif isinstance(entry, MFifo):
+                assert st_.st_mode == stat.S_IFIFO | entry.mode, rel
             elif isinstance(entry, MLink):
                 assert stat.S_ISLNK(st_.st_mode), rel
                 assert os.readlink(self.p(rel)) == entry.target
@@ -291,6 +324,8 @@ class MountModel(RuleBasedStateMachine):
                     assert stat.S_IMODE(st_.st_mode) == entry.mode, rel
                 if entry.mtime_ns is not None:
                     assert st_.st_mtime_ns == entry.mtime_ns, rel
+                path = self.p(rel)
+                assert {n: os.getxattr(path, n) for n in os.listxattr(path)} == entry.xattrs
 
 
 def model_settings(steps: int) -> settings:

@@ -15,6 +15,7 @@ import os
 import stat
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -393,19 +394,19 @@ print(by_entry == {n: st.st_ino for n, st in by_path.items()},
 os.chdir(f"{d}/sub")
 print(os.getcwd() == f"{d}/sub", os.path.realpath("l") == f"{d}/sub/f")
 print(sys.argv[2] in os.listdir(os.path.dirname(d)))
-try:
-    os.setxattr(f"{d}/sub/f", "user.k", b"v")
-except OSError as exc:
-    print(exc.errno == errno.EOPNOTSUPP)
+os.setxattr(f"{d}/sub/f", "user.k", b"v")
+fd = os.open(f"{d}/sub/f", os.O_RDONLY)
+print(os.getxattr(f"{d}/sub/f", "user.k") == b"v", os.listxattr(fd) == ["user.k"])
+os.close(fd)
 """
 
 
 def test_identity_agrees_between_stat_fstat_and_readdir(om: Intercept) -> None:
     """rm -r, fts and rsync compare st_dev/st_ino from stat, fstat and d_ino; the object
     namespace is one device of its own. getcwd and realpath give object paths, and the
-    provider directory lists the buckets. xattrs are refused as on the FUSE mount."""
+    provider directory lists the buckets. user.* xattrs work by path and descriptor."""
     out = om.run(sys.executable, "-c", IDENTITY, om.path, om.bucket).stdout
-    assert out.split() == ["True"] * 8
+    assert out.split() == ["True"] * 9
 
 
 READ_TIMES = """
@@ -454,3 +455,46 @@ def test_mkfifo_and_mknod_store_the_inode(om: Intercept, s3_client: Any) -> None
     assert out == [oct(stat.S_IFIFO | 0o644), oct(stat.S_IFREG | 0o644), "ENXIO"]
     meta = s3_client.head_object(Bucket=om.bucket, Key="fifo")["Metadata"]
     assert int(meta["mode"]) == stat.S_IFIFO | 0o644
+
+
+XATTRS = """
+import ctypes, errno, os, sys
+d = sys.argv[1]
+f = f"{d}/x/f"
+os.makedirs(f"{d}/x")
+open(f, "w").write("data")
+os.symlink("f", f"{d}/x/l")
+os.setxattr(f, "user.a", bytes(range(200)))
+os.setxattr(f"{d}/x/l", "user.b", b"through the link")  # follows it
+os.setxattr(f"{d}/x", "user.dir", b"d")
+def err(fn, *args):
+    try:
+        fn(*args)
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    return "ok"
+print(sorted(os.listxattr(f)), os.getxattr(f, "user.a") == bytes(range(200)),
+      os.getxattr(f"{d}/x", "user.dir"),
+      err(os.setxattr, f, "user.a", b"", os.XATTR_CREATE),
+      err(os.getxattr, f, "user.none"), err(os.getxattr, f, "security.selinux"),
+      err(lambda: os.setxattr(f"{d}/x/l", "user.c", b"", follow_symlinks=False)))
+fd = os.open(f, os.O_RDWR)
+os.write(fd, b"DATA")
+os.removexattr(fd, "user.a")
+os.close(fd)
+print(os.listxattr(f), open(f).read())
+libc = ctypes.CDLL(None, use_errno=True)  # the C calls, as a C program makes them
+size = libc.getxattr(f.encode(), b"user.b", None, 0)
+short = libc.getxattr(f.encode(), b"user.b", ctypes.create_string_buffer(2), 2)
+print(size, short, errno.errorcode[ctypes.get_errno()])
+"""
+
+
+def test_xattrs_through_interception(om: Intercept, s3_client: Any) -> None:
+    """As on the FUSE mount: user.* in s3fs's x-amz-meta-xattr, by path (following a
+    symlink or not) and by descriptor; a small buffer gives ERANGE (libc's contract)."""
+    out = om.run(sys.executable, "-c", XATTRS, om.path).stdout.splitlines()
+    assert out == ["['user.a', 'user.b'] True b'd' EEXIST ENODATA ENODATA EPERM",
+                   "['user.b'] DATA", "16 -1 ERANGE"]
+    meta = s3_client.head_object(Bucket=om.bucket, Key="x/f")["Metadata"]
+    assert urllib.parse.unquote(meta["xattr"]) == '{"user.b":"dGhyb3VnaCB0aGUgbGluaw=="}'

@@ -87,6 +87,9 @@ class Renamer:
             if dst.kind is not Kind.DIR:
                 raise FsError(errno.ENOTDIR)
             self.ensure_empty(dst)
+            if dst.dir_object:
+                # Its attributes would otherwise stand for the directory moved there.
+                self.ns.store(dst).delete(dst.key)
         # Store local changes of open files below first, so the copy carries them.
         old_prefix = dir_prefix(src.key)
         for inode in self.ns.table.all():

@@ -258,7 +258,7 @@ class Daemon:
         client.root = root.rstrip(b"/") or b"/"
         page = self.page
         size = page.mmap_size() if statpage.available() else 0
-        flags = p.HELLO_XATTR_UNSUPPORTED
+        flags = 0  # none defined
         return Answer(p.reply(0, __version__.encode(), self.instance, flags,
                               self.handlers.st_dev, size, fd_count=1), (page.memfd,))
 

@@ -152,7 +152,7 @@ class Handlers:
             p.Op.ACCESS: self.access, p.Op.REALPATH: self.realpath, p.Op.CHDIR: self.chdir,
             p.Op.STATFS: self.statfs, p.Op.EXEC: self.exec, p.Op.ADOPT: self.adopt,
             p.Op.LINK: self.link, p.Op.MKNOD: self.mknod,
-            p.Op.SESSION_WAIT: self.session_wait,
+            p.Op.SESSION_WAIT: self.session_wait, p.Op.XATTR: self.xattr,
         }
 
     def dispatch(self, client: Client, msg: p.Message) -> Answer:
@@ -340,6 +340,45 @@ class Handlers:
         self._sync_cache_times(ino, new)
         self._changed(path)
         return ok(*attr_args(self._live_attr(ino)))
+
+    def xattr(self, client: Client, a: Args) -> Answer:
+        """get/set/list/removexattr and their l- and f- forms, as on the FUSE mount."""
+        vpath, handle, follow, action = a.data(0), a.integer(1), a.integer(2), a.integer(3)
+        name, value, flags = a.data(4), a.data(5), a.integer(6)
+        if handle:
+            obj, _fh = self.objects.live_handle(handle)
+            ino, path, attr = obj.inode.ino, obj.vpath, self.engine.getattr(obj.inode.ino)
+        else:
+            found = self._found(client, vpath, follow=bool(follow))
+            if isinstance(found, Answer):
+                return found
+            ino, path, attr = found.ino, canonical(found.components), found.attr
+        if action == p.XATTR_LIST:
+            return ok(b"".join(n + b"\0" for n in self.engine.listxattr(ino)))
+        if action == p.XATTR_GET:
+            permissions.require(attr, client.caller, R_OK)
+            return ok(self.engine.getxattr(ino, name))
+        if action not in (p.XATTR_SET, p.XATTR_REMOVE):
+            return Answer(p.reply(errno.EINVAL))
+        if action == p.XATTR_SET and flags & (os.XATTR_CREATE | os.XATTR_REPLACE):
+            try:
+                self.engine.getxattr(ino, name)
+                exists = True
+            except FsError as exc:
+                if exc.errno != errno.ENODATA:
+                    raise
+                exists = False
+            if exists and flags & os.XATTR_CREATE:
+                return Answer(p.reply(errno.EEXIST))
+            if not exists and flags & os.XATTR_REPLACE:
+                return Answer(p.reply(errno.ENODATA))
+        permissions.require(attr, client.caller, W_OK)
+        if action == p.XATTR_SET:
+            self.engine.setxattr(ino, name, value)
+        else:
+            self.engine.removexattr(ino, name)
+        self._changed(path)
+        return ok()
 
     def _sync_cache_times(self, ino: int, attr: Attr) -> None:
         """Programs holding the file open see its times through their own descriptor."""

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 # Prefix of the shared-table keys of "this local program is reachable" verdicts (C:
 # OM_EXEC_KEY): the shim reuses one while the program's inode is unchanged.
 EXEC_VERDICT_KEY = b"/\x01exec"
@@ -70,6 +70,7 @@ class Op(enum.IntEnum):
     LINK = 22  # old vpath, new vpath
     MKNOD = 23  # vpath, mode, dev, umask
     SESSION_WAIT = 24  # session: wait for its uploads, return failures
+    XATTR = 25  # vpath, handle, follow, action (XATTR_*), name, value, flags
 
 
 # Flags inside requests.
@@ -85,8 +86,10 @@ EXEC_ARGS = 1  # an argument names an object path
 EXEC_CWD = 2  # the working directory is an object directory
 EXEC_FDS = 4  # object files stay open across the exec
 
-# HELLO reply flags: what the shim may answer without asking.
-HELLO_XATTR_UNSUPPORTED = 1
+XATTR_GET = 0
+XATTR_SET = 1
+XATTR_LIST = 2
+XATTR_REMOVE = 3
 
 # Kinds in OPEN replies and listings (the d_type values of <dirent.h>).
 DT_DIR = 4
