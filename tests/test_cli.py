@@ -88,3 +88,26 @@ def test_no_credentials(tmp_path: Path, monkeypatch: Any) -> None:
            "AWS_SECRET_ACCESS_KEY": ""}
     assert_one_line_error(run_objmount("mount", "s3://b", str(tmp_path), env=env),
                           "credentials")
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("before", [True, False])
+def test_logging_options_before_or_after_the_subcommand(
+        before: bool, s3_env: dict[str, str], bucket: str, tmp_path: Path) -> None:
+    """`objmount -v --log-file F mount ...` logs as `objmount mount -v --log-file F ...`."""
+    log, mnt = tmp_path / "log.txt", tmp_path / "mnt"
+    mnt.mkdir()
+    options = ["-v", "--log-file", str(log)]
+    args = [*options, "mount", f"s3://{bucket}", str(mnt)] if before else [
+        "mount", *options, f"s3://{bucket}", str(mnt)]
+    result = run_objmount(*args, env=s3_env)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert is_mounted(mnt)
+        assert "object store:" in log.read_text()  # an INFO line: -v took effect
+    finally:
+        assert run_objmount("umount", str(mnt), env=s3_env).returncode == 0
+    refused = run_objmount("--no-such-option", "mount", f"s3://{bucket}", str(mnt),
+                           env=NO_AWS_FILES)
+    assert refused.returncode == 2 and "unrecognized arguments: --no-such-option" in (
+        refused.stderr)
