@@ -1190,8 +1190,22 @@ static ssize_t xattr_object(const char *vp, uint64_t handle, const struct xattr_
                             char *ext)
 {
     struct om_msg m;
+    struct om_attr a;
     ssize_t n = 0;
-    int st;
+    int st, hit;
+    if (x->action == XA_GET && strncmp(x->name, "user.", 5) != 0) {
+        /* Only user.* is stored: ls -l asks every file for its SELinux label and ACL, and
+         * is answered here when the status page vouches for the file. */
+        hit = handle ? 1 : om_page_lookup(vp, &a);
+        if (hit == 0) {
+            errno = ENOENT;
+            return -1;
+        }
+        if (hit == 1 && (handle || !x->follow || !S_ISLNK(a.mode))) {
+            errno = ENODATA;
+            return -1;
+        }
+    }
     if (om_call(&m, OM_XATTR, "siiisbi", vp, (int64_t)handle, (int64_t)x->follow,
                 (int64_t)x->action, x->name, x->in ? (const char *)x->in : "", x->in_len,
                 (int64_t)x->flags) < 0)

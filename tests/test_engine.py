@@ -763,3 +763,32 @@ def test_a_directory_of_exactly_one_page_is_listed_complete(
         assert eng.lookup(d, f"f{i}".encode()).size == 1
     assert errno_of(eng.lookup, d, b"f3") == errno.ENOENT
     assert store.requests == {"list": 1, "head": 3}
+
+
+def test_attributes_from_a_slow_listing_are_valid_from_its_answer(
+        account: MemoryAccount, store: MemoryStore, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the kernel counts readdirplus': HEADs made while a large directory was being
+    listed (100,000 entries take ~25 s) do not expire before the listing is answered, so
+    ls -l's stats after it need no second HEAD each (interception sent one per entry)."""
+    for i in range(5):
+        store.put(f"d/f{i}", b"x", {})
+    # One HEAD at a time, so the listing takes 0.5 s, longer than attr_timeout.
+    eng = make_engine(account, tmp_path, attr_ttl=0.2, negative_ttl=0.2,
+                      metadata_concurrency=1)
+    d = eng.lookup(ROOT_INO, b"d").ino
+    real_head = store.head
+
+    def slow_head(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.1)
+        return real_head(*args, **kwargs)
+
+    monkeypatch.setattr(store, "head", slow_head)
+    fh = eng.opendir(d)
+    entries = eng.readdir(fh, 0)
+    eng.releasedir(fh)
+    store.requests.clear()
+    for e in entries:
+        assert eng.getattr(e.attr.ino).size == 1
+        assert eng.lookup(d, e.name.encode()).ino == e.attr.ino
+    assert not any(store.requests.values()), store.requests

@@ -338,7 +338,7 @@ def model_settings(steps: int) -> settings:
 @pytest.fixture
 def world(mount_factory: Callable[..., Mount], bucket: str, s3_client: Any) -> Iterator[World]:
     global WORLD
-    m = mount_factory(f"s3://{bucket}", options="attr_timeout=0,negative_timeout=0")
+    m = mount_factory(f"s3://{bucket}", options="attr_timeout=0,negative_timeout=0,xattr")
     m.mount()
     WORLD = World(m.path, bucket, s3_client)
     try:

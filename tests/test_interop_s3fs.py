@@ -233,7 +233,7 @@ def test_special_files_xattrs_and_directory_attributes_agree_with_s3fs(
         tmp_path: Path) -> None:
     """s3fs cannot set a directory's attributes on SeaweedFS (its chmod of a directory
     there is ENOENT), so directories go only from objmount to s3fs."""
-    m = mount_factory(f"s3://{bucket}")
+    m = mount_factory(f"s3://{bucket}", options="xattr")
     s3fs_options = S3FS_FRESH + ",use_xattr"
     expected = dict(EXPECTED_POSIX)
     if writer == "objmount":

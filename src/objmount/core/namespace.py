@@ -159,6 +159,18 @@ class Namespace:
         its attributes are asked for."""
         store = self.store(parent)
         key = join_key(parent.key, name)
+        known = self.table.child(parent, name)
+        if (known is not None and known.kind is not Kind.DIR
+                and self.attrs.knows(parent, name)):
+            # A file listed before, whose attributes expired (ls -l of a directory that
+            # took longer to list than attr_timeout): its HEAD says it is still there,
+            # and those of the files after it in the listing go out with it, in parallel.
+            try:
+                self.attrs.fetch(known)
+            except NoSuchKey:
+                return None
+            if not self.needs_head(known):
+                return known
         listed = self._listed(parent, name)
         if listed is Listed.ABSENT:
             return None
@@ -179,7 +191,6 @@ class Namespace:
                 return None  # removed since the listing
             kind, attr = self.object_attr(0, found)
             return self._adopt(parent, name, kind, attr, (found.etag, found.mtime_ns), False)
-        known = self.table.child(parent, name)
         if known is not None and known.kind is not Kind.DIR:
             # A file seen before (in a directory too large to list by names): its HEAD
             # alone says it is still there, without a LIST of name/ beside it.
@@ -328,6 +339,13 @@ class Namespace:
         # expired on arrival otherwise, and every lookup in it would ask the store.
         answered = time.monotonic()
         if self.table.attr_ttl > 0:
+            # The entries' attributes too: each came with the listing, whose HEADs may
+            # have taken longer than attr_timeout, as the kernel counts readdirplus'.
+            with self.table.lock:
+                for c in result:
+                    if c.open_file is None and not self.provisional(c):
+                        c.attr_expires = max(c.attr_expires,
+                                             answered + self.table.attr_ttl)
             self._remember_if_unchanged(inode, changes, Listing(
                 answered + self.table.attr_ttl, answered + self.table.negative_ttl,
                 {c.name: c.kind is Kind.DIR for c in result}, True,

@@ -67,9 +67,13 @@ class FuseOperations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, xattrs: bool = False) -> None:
         super().__init__()
         self.engine = engine
+        # Off by default: the kernel then stops asking (ENOSYS), where otherwise ls -l
+        # sends two getxattr requests per file (its SELinux label and ACL), 15x the cost
+        # of a warm ls -l (doc/CONFIGURATION.md).
+        self.xattrs = xattrs
         self.timeout = engine.options.attr_ttl
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -186,19 +190,27 @@ class FuseOperations(pyfuse3.Operations):
                                ctx.uid, ctx.gid)
         return entry(attr, self.timeout)
 
+    def _xattrs_on(self) -> None:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        self._xattrs_on()
         if xattrs.stored_name(name) is None:
             # ls -l asks every file for its SELinux label and ACL: answered here.
             raise pyfuse3.FUSEError(errno.ENODATA)
         return await self._run(self.engine.getxattr, inode, name)
 
     async def listxattr(self, inode: int, ctx: Any) -> Sequence[bytes]:
+        self._xattrs_on()
         return await self._run(self.engine.listxattr, inode)
 
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        self._xattrs_on()
         await self._run(self.engine.setxattr, inode, name, value)
 
     async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        self._xattrs_on()
         await self._run(self.engine.removexattr, inode, name)
 
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:

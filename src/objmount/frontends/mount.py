@@ -41,6 +41,7 @@ class MountRequest:
     allow_other: bool = False
     default_permissions: bool = True
     foreground: bool = False
+    xattrs: bool = False
 
 
 def pid_file(mountpoint: Path) -> Path:
@@ -139,7 +140,7 @@ def serve(req: MountRequest, make_account: Callable[[], Account],
     try:
         engine = Engine(make_account(), req.root, req.engine)
         engine.check()
-        ops = FuseOperations(engine)
+        ops = FuseOperations(engine, xattrs=req.xattrs)
         pyfuse3.init(ops, str(req.mountpoint), _fuse_options(req))
     except ObjmountError as exc:
         ready(str(exc))
