@@ -82,6 +82,10 @@ enum om_op {
 #define OM_EXEC_ARGS 1
 #define OM_EXEC_CWD 2
 #define OM_EXEC_FDS 4
+#define OM_XATTR_GET 0
+#define OM_XATTR_SET 1
+#define OM_XATTR_LIST 2
+#define OM_XATTR_REMOVE 3
 #define OM_ATTR_FIELDS 9
 
 struct om_arg {

@@ -1174,7 +1174,8 @@ STATVFS_FD(fstatvfs, struct statvfs)
 STATVFS_FD(fstatvfs64, struct statvfs64)
 
 /* ---- extended attributes: user.* kept in the object's metadata (as on the FUSE mount) ---- */
-enum { XA_GET = 0, XA_SET = 1, XA_LIST = 2, XA_REMOVE = 3 };
+enum { XA_GET = OM_XATTR_GET, XA_SET = OM_XATTR_SET, XA_LIST = OM_XATTR_LIST,
+       XA_REMOVE = OM_XATTR_REMOVE };
 
 struct xattr_req {
     int action, follow, flags;

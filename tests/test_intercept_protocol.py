@@ -168,7 +168,8 @@ def test_c_header_matches_the_python_protocol() -> None:
     assert c_define("OM_EXTERNAL") == p.EXTERNAL
     for name in ("STAT_FOLLOW", "SETATTR_MODE", "SETATTR_UID", "SETATTR_GID", "SETATTR_SIZE",
                  "SETATTR_ATIME", "SETATTR_MTIME", "SETATTR_FOLLOW", "EXEC_ARGS", "EXEC_CWD",
-                 "EXEC_FDS", "HELLO_XATTR_UNSUPPORTED", "ATTR_FIELDS"):
+                 "EXEC_FDS", "XATTR_GET", "XATTR_SET", "XATTR_LIST", "XATTR_REMOVE",
+                 "ATTR_FIELDS"):
         assert c_define(f"OM_{name}") == getattr(p, name), name
     assert re.search(r"#define OM_MAX_FRAME \(256 \* 1024\)", HEADER)
     assert p.MAX_FRAME == 256 * 1024

@@ -15,10 +15,10 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from objmount.core import metadata, xattrs
+from objmount.core.attributes import AttributeWriter
 from objmount.core.inodes import Inode, Kind, Virtual
 from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
 from objmount.core.names import dir_prefix, join_key, valid_name
@@ -83,6 +83,7 @@ class Engine:
         self._fh_lock = threading.Lock()
         self.files = OpenFiles(self.ns, options)
         self.renamer = Renamer(self.ns, self.files)
+        self.attributes = AttributeWriter(self.ns, self.files, self._ns_lock, self.getattr)
         # Shared with the front ends and tests, which report and inspect them.
         self.cache = self.files.cache
         self.open_dir = self.files.open_dir
@@ -189,62 +190,10 @@ class Engine:
                 gid: int | None = None, size: int | None = None,
                 atime_ns: int | None = None, mtime_ns: int | None = None,
                 fh: int | None = None) -> Attr:
-        inode = self.table.get(ino)
-        self._writable()
-        self._in_bucket(inode)
-        now = time.time_ns()
-        with self._ns_lock:
-            attr = self._stored_attr(inode)
-            changes: dict[str, int] = {}
-            if mode is not None:
-                changes["mode"] = stat.S_IFMT(attr.mode) | stat.S_IMODE(mode)
-            if uid is not None:
-                changes["uid"] = uid
-            if gid is not None:
-                changes["gid"] = gid
-            if atime_ns is not None:
-                changes["atime_ns"] = atime_ns
-            if mtime_ns is not None:
-                changes["mtime_ns"] = mtime_ns
-            if size is not None:
-                if inode.kind is Kind.DIR:
-                    raise FsError(errno.EISDIR)
-                if inode.kind is not Kind.FILE:
-                    raise FsError(errno.EINVAL)
-                if mtime_ns is None:
-                    changes["mtime_ns"] = now
-            if not changes:
-                return self.ns.current_attr(inode)
-            changes["ctime_ns"] = now
-            new_attr = attr.with_(**changes)
-            if size is not None:
-                self._truncate(inode, size, new_attr, by_path=fh is None)
-            else:
-                self._store_attr(inode, new_attr)
-            return self.ns.current_attr(inode)
+        inode = self._changeable(ino)
+        return self.attributes.set(inode, mode=mode, uid=uid, gid=gid, size=size,
+                                   atime_ns=atime_ns, mtime_ns=mtime_ns, by_path=fh is None)
 
-    def _stored_attr(self, inode: Inode) -> Attr:
-        """The attributes to change: fetched first if a listing left them provisional
-        (the mount's defaults must never be stored in their place)."""
-        if self._needs_head(inode):
-            self.getattr(inode.ino)
-        return inode.attr
-
-    def _store_attr(self, inode: Inode, new_attr: Attr) -> None:
-        """Under _ns_lock: store attributes other than the size (an open file's go with
-        its upload)."""
-        if inode.kind is Kind.DIR:
-            self._store_dir_attr(inode, new_attr)
-        elif inode.open_file is not None:
-            with inode.open_file.lock:
-                inode.attr = new_attr
-                inode.open_file.meta_dirty = True
-                if inode.open_file.stream is not None:
-                    inode.open_file.stream.attributes_changed = True
-        else:
-            self.files.store_object_attr(inode, new_attr)
-
-    # ------------------------------------------------------------------ xattrs -----
     def getxattr(self, ino: int, name: bytes) -> bytes:
         if xattrs.stored_name(name) is None:
             raise FsError(errno.ENODATA)  # a namespace not stored: no request
@@ -254,53 +203,17 @@ class Engine:
         return xattrs.names_of(self.getattr(ino))
 
     def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
-        self._change_xattrs(ino, lambda attr: xattrs.with_value(attr, name, value))
+        self.attributes.change(self._changeable(ino),
+                               lambda attr: xattrs.with_value(attr, name, value))
 
     def removexattr(self, ino: int, name: bytes) -> None:
-        self._change_xattrs(ino, lambda attr: xattrs.without(attr, name))
+        self.attributes.change(self._changeable(ino), lambda attr: xattrs.without(attr, name))
 
-    def _change_xattrs(self, ino: int, change: Callable[[Attr], Attr]) -> None:
+    def _changeable(self, ino: int) -> Inode:
         inode = self.table.get(ino)
         self._writable()
         self._in_bucket(inode)
-        with self._ns_lock:
-            new_attr = change(self._stored_attr(inode))
-            self._store_attr(inode, new_attr.with_(ctime_ns=time.time_ns()))
-
-    def _store_dir_attr(self, inode: Inode, attr: Attr) -> None:
-        if not inode.key:
-            # A bucket root has no key of its own to carry metadata.
-            raise FsError(errno.EPERM, "the attributes of a bucket root cannot be stored")
-        # A directory an object stands for keeps that form: a marker beside it would
-        # not be read.
-        if self.ns.dirs.write(self.ns.store(inode), inode.key, attr,
-                              as_object=True if inode.dir_object else None):
-            inode.dir_object = True
-        else:
-            inode.has_marker = True
-        inode.entries_changed_ns = 0  # the times set now are the directory's
-        self.table.set_attr(inode, attr)
-
-    def _truncate(self, inode: Inode, size: int, attr: Attr, *, by_path: bool) -> None:
-        """ftruncate() changes the open file, stored at its close; truncate(2) by path has
-        no close to wait for and changes the object now (open or not, the cache file is
-        shared, so it carries whatever open handles wrote too)."""
-        store = self.ns.store(inode)
-        of = inode.open_file
-        if of is not None:
-            with of.lock:
-                of.truncate(store, inode.key, size)
-                inode.attr = attr.with_(size=size)
-                if by_path:
-                    self.files.upload(inode, of)
-            return
-        of = self.files.open(inode)
-        try:
-            of.truncate(store, inode.key, size)
-            inode.attr = attr.with_(size=size)
-            self.files.upload(inode, of)
-        finally:
-            self.files.close(inode, of)
+        return inode
 
     def readlink(self, ino: int) -> bytes:
         inode = self.table.get(ino)
