@@ -67,12 +67,6 @@ class AttrFetcher:
                 while len(self._orders) > _DIRECTORIES_KEPT:
                     self._orders.popitem(last=False)
 
-    def knows(self, directory: Inode, name: str) -> bool:
-        """``name`` is in the remembered listing of ``directory``."""
-        with self._lock:
-            order = self._orders.get(directory.ino)
-            return order is not None and name in order.index
-
     def fetch(self, inode: Inode) -> None:
         """Fetch ``inode``'s attributes (waiting for a HEAD already on its way) and start
         those of the entries after it; raises what its HEAD raised."""

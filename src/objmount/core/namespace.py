@@ -159,18 +159,6 @@ class Namespace:
         its attributes are asked for."""
         store = self.store(parent)
         key = join_key(parent.key, name)
-        known = self.table.child(parent, name)
-        if (known is not None and known.kind is not Kind.DIR
-                and self.attrs.knows(parent, name)):
-            # A file listed before, whose attributes expired (ls -l of a directory that
-            # took longer to list than attr_timeout): its HEAD says it is still there,
-            # and those of the files after it in the listing go out with it, in parallel.
-            try:
-                self.attrs.fetch(known)
-            except NoSuchKey:
-                return None
-            if not self.needs_head(known):
-                return known
         listed = self._listed(parent, name)
         if listed is Listed.ABSENT:
             return None
@@ -191,6 +179,7 @@ class Namespace:
                 return None  # removed since the listing
             kind, attr = self.object_attr(0, found)
             return self._adopt(parent, name, kind, attr, (found.etag, found.mtime_ns), False)
+        known = self.table.child(parent, name)
         if known is not None and known.kind is not Kind.DIR:
             # A file seen before (in a directory too large to list by names): its HEAD
             # alone says it is still there, without a LIST of name/ beside it.
