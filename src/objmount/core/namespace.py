@@ -322,19 +322,22 @@ class Namespace:
         if cached is not None:
             return cached
         changes = self.table.entry_changes(inode)  # before: a change meanwhile voids it
+        sent = time.monotonic()
         result = self._list_store(inode)
         # Valid from its answer, as NFS counts its attribute cache: a directory whose
         # LIST takes longer than attr_timeout (100,000 entries: 100 pages) would be
         # expired on arrival otherwise, and every lookup in it would ask the store.
         answered = time.monotonic()
         if self.table.attr_ttl > 0:
-            # The entries' attributes too: each came with the listing, whose HEADs may
-            # have taken longer than attr_timeout, as the kernel counts readdirplus'.
+            # The entries' attributes too, which the listing's HEADs brought: for as long
+            # again as the listing took, since the program will ask for them at about
+            # the pace they came (ls -l of 100,000 entries: 25 s to list, seconds to
+            # stat; without it, interception sent a second HEAD for each entry).
+            until = answered + self.table.attr_ttl + (answered - sent)
             with self.table.lock:
                 for c in result:
                     if c.open_file is None and not self.provisional(c):
-                        c.attr_expires = max(c.attr_expires,
-                                             answered + self.table.attr_ttl)
+                        c.attr_expires = max(c.attr_expires, until)
             self._remember_if_unchanged(inode, changes, Listing(
                 answered + self.table.attr_ttl, answered + self.table.negative_ttl,
                 {c.name: c.kind is Kind.DIR for c in result}, True,
