@@ -185,3 +185,22 @@ def test_a_directory_s_mode_owner_and_times_survive_a_remount(mount_factory: Any
     m.mount()
     assert sorted(os.listdir(p)) == ["moved"]
     assert stat.S_IMODE(os.stat(p / "moved").st_mode) == 0o751
+
+
+def test_a_directory_renamed_over_an_empty_one_takes_its_place(mounted: Mount) -> None:
+    """rename(2) over an empty directory, with no entries and with some. (The FUSE model
+    soak found such a rename losing the directory moved on SeaweedFS, where dir and dir/
+    are one entry; this sequence did not reproduce it.)"""
+    p = mounted.path
+    os.mkdir(p / "old")
+    (p / "old" / "gone").write_text("x")
+    os.unlink(p / "old" / "gone")  # once had an entry: SeaweedFS keeps a directory
+    os.mkdir(p / "new", 0o700)
+    os.mkdir(p / "full")
+    (p / "full" / "f").write_text("f")
+    os.rename(p / "new", p / "old")
+    assert os.listdir(p / "old") == []
+    os.rename(p / "full", p / "old")
+    assert os.listdir(p / "old") == ["f"]
+    mounted.remount()
+    assert sorted(os.listdir(p)) == ["old"] and os.listdir(p / "old") == ["f"]

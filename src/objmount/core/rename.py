@@ -87,9 +87,12 @@ class Renamer:
             if dst.kind is not Kind.DIR:
                 raise FsError(errno.ENOTDIR)
             self.ensure_empty(dst)
+            # The empty directory replaced goes first: the one moved there may be written
+            # at its very keys, and on SeaweedFS dir and dir/ are one entry, so deleting
+            # its marker after that would delete the new directory.
+            store.delete(dir_prefix(dst.key))
             if dst.dir_object:
-                # Its attributes would otherwise stand for the directory moved there.
-                self.ns.store(dst).delete(dst.key)
+                store.delete(dst.key)
         # Store local changes of open files below first, so the copy carries them.
         old_prefix = dir_prefix(src.key)
         for inode in self.ns.table.all():
@@ -124,9 +127,6 @@ class Renamer:
         if not keys or src.dir_object:
             as_object = self.ns.dirs.write(store, new_key, src.attr,
                                            as_object=True if src.dir_object else None)
-        targets = {new_prefix + k[len(old_prefix):] for k in keys}
-        if dst is not None and dir_prefix(dst.key) not in targets:
-            store.delete(dir_prefix(dst.key))
         # Files first, then directory keys deepest first: stores that keep directories of
         # their own (SeaweedFS) turn a marker deleted before its children into an implicit
         # directory, and go on listing an emptied prefix until that directory is deleted.
