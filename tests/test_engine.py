@@ -42,6 +42,18 @@ def engine(account: MemoryAccount, tmp_path: Path) -> Engine:
     return make_engine(account, tmp_path, attr_ttl=0.0, negative_ttl=0.0)
 
 
+def slow_down(monkeypatch: pytest.MonkeyPatch, store: MemoryStore, method: str,
+              seconds: float) -> None:
+    """Make every call of ``store.<method>`` take ``seconds`` longer."""
+    real = getattr(store, method)
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, method, slow)
+
+
 def write_file(engine: Engine, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
     fh, attr = engine.create(parent, name.encode(), mode, os.O_WRONLY | os.O_CREAT, UID, GID)
     engine.write(fh, 0, data)
@@ -569,13 +581,7 @@ def test_a_listing_slower_than_attr_timeout_still_answers_lookups(
         store.put(f"d/f{i}", b"x", {})
     eng = make_engine(account, tmp_path, attr_ttl=0.2, negative_ttl=0.2)
     d = eng.lookup(ROOT_INO, b"d").ino
-    real_list = store.list
-
-    def slow_list(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.3)
-        return real_list(*args, **kwargs)
-
-    monkeypatch.setattr(store, "list", slow_list)
+    slow_down(monkeypatch, store, "list", 0.3)
     fh = eng.opendir(d)
     assert len(eng.readdir(fh, 0)) == 5
     eng.releasedir(fh)
@@ -777,13 +783,7 @@ def test_attributes_from_a_slow_listing_are_valid_from_its_answer(
     eng = make_engine(account, tmp_path, attr_ttl=0.2, negative_ttl=0.2,
                       metadata_concurrency=1)
     d = eng.lookup(ROOT_INO, b"d").ino
-    real_head = store.head
-
-    def slow_head(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.1)
-        return real_head(*args, **kwargs)
-
-    monkeypatch.setattr(store, "head", slow_head)
+    slow_down(monkeypatch, store, "head", 0.1)
     fh = eng.opendir(d)
     entries = eng.readdir(fh, 0)
     eng.releasedir(fh)

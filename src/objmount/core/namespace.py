@@ -72,7 +72,7 @@ class Listing:
     # symlink is a file, and so to answer its lookup without a HEAD.
     files: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Directories also listed as an empty object of their name (see dirattrs.py).
-    dir_objects: frozenset[str] = frozenset()
+    dir_objects: set[str] = field(default_factory=set)
 
 
 class Listed(enum.Enum):
@@ -134,9 +134,9 @@ class Namespace:
         if object_too:
             with contextlib.suppress(NoSuchKey):
                 info = store.head(key)
-                if metadata.is_dir_object(info):
-                    return (metadata.decode(0, info, self.options.defaults, is_dir=True),
-                            False, (info.etag, info.mtime_ns))
+                kind, attr = self.object_attr(0, info)
+                if kind is Kind.DIR:
+                    return attr, False, (info.etag, info.mtime_ns)
                 log.warning("%s is both an object and a prefix: showing the directory", key)
         attr, marker = self.marker_attr(0, store, key)
         return attr, marker, None
@@ -343,7 +343,7 @@ class Namespace:
                 {c.name: c.kind is Kind.DIR for c in result}, True,
                 {c.name: (c.attr.size, c.attr.mtime_ns) for c in result
                  if c.kind is Kind.FILE and c.open_file is None},
-                frozenset(c.name for c in result if c.dir_object)))
+                {c.name for c in result if c.dir_object}))
         return result
 
     def _remember_if_unchanged(self, inode: Inode, changes: int, listing: Listing) -> None:
@@ -361,9 +361,10 @@ class Namespace:
                     listing.names[name] = inode.kind is Kind.DIR
                 else:
                     listing.names.pop(name, None)
-                if name in listing.dir_objects or (inode is not None and inode.dir_object):
-                    listing.dir_objects = (listing.dir_objects - {name}) | (
-                        {name} if inode is not None and inode.dir_object else set())
+                if inode is not None and inode.dir_object:
+                    listing.dir_objects.add(name)
+                else:
+                    listing.dir_objects.discard(name)
 
     def listed_nonempty(self, directory: Inode) -> bool:
         """A recent listing (kept current with the changes made here) still has entries:
@@ -436,8 +437,8 @@ class Namespace:
         # keeps lookups in it from costing a few LISTs every negative_ttl.
         trusted = self.table.negative_ttl if complete else max(self.table.negative_ttl,
                                                                _LARGE_DIRECTORY_RETRY)
-        dir_objects = frozenset(name for name in names
-                                if names[name] and files.get(name, (1, 0))[0] == 0)
+        dir_objects = {name for name in names
+                       if names[name] and files.get(name, (1, 0))[0] == 0}
         for name in names:
             if names[name]:
                 files.pop(name, None)
