@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from objmount.core import metadata, xattrs
 from objmount.core.attributes import AttributeWriter
+from objmount.core.hardlinks import HardLinks
 from objmount.core.inodes import Inode, Kind, Virtual
 from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
 from objmount.core.names import dir_prefix, join_key, valid_name
@@ -84,6 +85,7 @@ class Engine:
         self.files = OpenFiles(self.ns, options)
         self.renamer = Renamer(self.ns, self.files)
         self.attributes = AttributeWriter(self.ns, self.files, self._ns_lock, self.getattr)
+        self.links = HardLinks(self.ns, self.files, self._ns_lock, self.getattr)
         # Shared with the front ends and tests, which report and inspect them.
         self.cache = self.files.cache
         self.open_dir = self.files.open_dir
@@ -564,6 +566,11 @@ class Engine:
             self._in_bucket(parent)
             if inode.kind is Kind.DIR:
                 raise FsError(errno.EISDIR)
+            if self.links.linked(inode):
+                self.links.unlink(inode, parent, name)
+                self.table.entries_changed_here(parent, time.time_ns())
+                self._keep_parent(parent)
+                return
             if name not in parent.pending_children or inode.open_file is None:
                 store = self.ns.store(inode)
                 store.delete(inode.key)
@@ -613,6 +620,24 @@ class Engine:
             self.table.entries_changed_here(parent, now)
             return attr
 
+    def link(self, ino: int, new_parent_ino: int, raw: bytes) -> Attr:
+        """Another name for a file (not a directory), in the same bucket."""
+        parent, name = self._new_name(new_parent_ino, raw)
+        with self._ns_lock:
+            inode = self.table.get(ino)
+            if inode.kind is Kind.DIR:
+                raise FsError(errno.EPERM)
+            if inode.unlinked or inode.parent is None:
+                raise FsError(errno.ENOENT)
+            if inode.store_bucket != parent.store_bucket:
+                raise FsError(errno.EXDEV)
+            self._must_not_exist(parent, name)
+            join_key(parent.key, name)  # refuses names whose key would be too long
+            self.links.link(inode, parent, name)
+            self.table.remember(inode)
+            self.table.entries_changed_here(parent, time.time_ns())
+            return self.ns.current_attr(inode)
+
     def rename(self, old_parent_ino: int, old_raw: bytes, new_parent_ino: int,
                new_raw: bytes, flags: int = 0) -> None:
         self._writable()
@@ -644,8 +669,13 @@ class Engine:
             else:
                 if dst is not None and dst.kind is Kind.DIR:
                     raise FsError(errno.EISDIR)
-                self.renamer.move_object(src, new_key)
+                if self.links.linked(src):
+                    self.links.rename(src, old_parent, old_name, new_key)
+                else:
+                    self.renamer.move_object(src, new_key)
             if dst is not None:
+                if self.links.linked(dst):
+                    self.links.name_gone(dst, new_key)  # replaced: the others stop counting it
                 self.table.unlink(new_parent, new_name)
             # A pending (never stored) file was stored under its new name by the rename.
             new_parent.pending_children.discard(new_name)

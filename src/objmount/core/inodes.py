@@ -72,6 +72,9 @@ class Inode:
     # and when an entry was last made or removed here (its mtime and ctime, kept in memory).
     subdirs: int = 0
     entries_changed_ns: int = 0
+    # A file's other names (hard links) in this table: (directory, name). ``parent``
+    # and ``name`` are the one whose object the file's bytes are written to first.
+    aliases: list[tuple[Inode, str]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -104,6 +107,8 @@ class InodeTable:
         # Told of each entry this table adds (the inode) or removes (None), under its
         # lock: the namespace keeps its listings up to date with it.
         self.on_entry_change: Callable[[int, str, Inode | None], None] | None = None
+        # Hard-link groups seen: (bucket, group id) -> the inode all their names share.
+        self._groups: dict[tuple[str, str], Inode] = {}
         self._next_ino = ROOT_INO + 1
 
     def add_root(self, inode: Inode) -> None:
@@ -157,6 +162,69 @@ class InodeTable:
             inode.attr_expires = time.monotonic() + (self.attr_ttl if ttl is None else ttl)
             if version is not None:
                 inode.version = version
+            if attr.link_id and inode.parent is not None:
+                self._groups[(inode.store_bucket, attr.link_id)] = inode
+
+    def group(self, bucket: str, link_id: str) -> Inode | None:
+        """The inode of a hard-link group whose names were seen here, if still in use."""
+        with self.lock:
+            inode = self._groups.get((bucket, link_id))
+            if inode is None or inode.unlinked or inode.attr.link_id != link_id:
+                return None
+            return inode
+
+    def names(self, inode: Inode) -> list[tuple[Inode, str]]:
+        """Every name of ``inode`` in this table, the first one first."""
+        with self.lock:
+            if inode.parent is None:
+                return []
+            return [(inode.parent, inode.name), *inode.aliases]
+
+    def add_name(self, inode: Inode, parent: Inode, name: str, discovered: bool) -> None:
+        """Another name of a file (a hard link, made here or found in the store)."""
+        with self.lock:
+            if self._children.get((parent.ino, name)) is inode:
+                return
+            if inode.parent is None or inode.unlinked:
+                self.link(parent, name, inode, discovered)
+                inode.unlinked = False
+                return
+            old = self._children.get((parent.ino, name))
+            if old is not None:
+                self._drop_name(old, parent, name)
+            inode.aliases.append((parent, name))
+            self._children[(parent.ino, name)] = inode
+            self._negative.pop((parent.ino, name), None)
+            if discovered:
+                if self.on_entry_change is not None:
+                    self.on_entry_change(parent.ino, name, inode)
+            else:
+                self._entries_changed(parent.ino, name, inode)
+
+    def _drop_name(self, inode: Inode, parent: Inode, name: str) -> bool:
+        """Remove one name of ``inode`` from the table; True if it had others (it
+        lives on under them), False if that was its last."""
+        if self._children.get((parent.ino, name)) is inode:
+            del self._children[(parent.ino, name)]
+        self._entries_changed(parent.ino, name, None)
+        if (parent, name) in inode.aliases:
+            inode.aliases.remove((parent, name))
+            return True
+        if inode.aliases and inode.parent is parent and inode.name == name:
+            inode.parent, inode.name = inode.aliases.pop(0)
+            return True
+        self._lost_child(parent, inode)
+        inode.unlinked = True
+        self._maybe_drop(inode)
+        return False
+
+    def make_first(self, inode: Inode, parent: Inode, name: str) -> None:
+        """Make ``parent``/``name`` (one of its names) the name written to first."""
+        with self.lock:
+            if (parent, name) in inode.aliases and inode.parent is not None:
+                inode.aliases.remove((parent, name))
+                inode.aliases.insert(0, (inode.parent, inode.name))
+                inode.parent, inode.name = parent, name
 
     def link(self, parent: Inode, name: str, inode: Inode, discovered: bool = False) -> None:
         """Make ``inode`` the entry ``name`` of ``parent`` (replacing any other).
@@ -165,7 +233,7 @@ class InodeTable:
         with self.lock:
             old = self._children.get((parent.ino, name))
             if old is not None and old is not inode:
-                self._detach(old)
+                self._drop_name(old, parent, name)
             inode.parent, inode.name = parent, name
             if old is not inode and inode.kind is Kind.DIR:
                 parent.subdirs += 1
@@ -179,16 +247,16 @@ class InodeTable:
 
     def unlink(self, parent: Inode, name: str) -> Inode | None:
         with self.lock:
-            inode = self._children.pop((parent.ino, name), None)
-            self._entries_changed(parent.ino, name, None)
+            inode = self._children.get((parent.ino, name))
             if inode is not None:
-                self._lost_child(parent, inode)
-                inode.unlinked = True
-                self._maybe_drop(inode)
+                self._drop_name(inode, parent, name)
+            else:
+                self._entries_changed(parent.ino, name, None)
             self.set_negative(parent, name)
             return inode
 
     def move(self, inode: Inode, new_parent: Inode, new_name: str) -> None:
+        """Rename the first name of ``inode`` (see :meth:`make_first` for the others)."""
         with self.lock:
             assert inode.parent is not None
             old_key = (inode.parent.ino, inode.name)
@@ -198,15 +266,6 @@ class InodeTable:
             self._entries_changed(inode.parent.ino, inode.name, None)
             self.set_negative(inode.parent, inode.name)
             self.link(new_parent, new_name, inode)
-
-    def _detach(self, inode: Inode) -> None:
-        assert inode.parent is not None
-        if self._children.get((inode.parent.ino, inode.name)) is inode:
-            del self._children[(inode.parent.ino, inode.name)]
-            self._lost_child(inode.parent, inode)
-        self._entries_changed(inode.parent.ino, inode.name, None)
-        inode.unlinked = True
-        self._maybe_drop(inode)
 
     def entries_changed_here(self, directory: Inode, now_ns: int) -> None:
         """An entry of ``directory`` was made, removed or renamed here: its mtime and
@@ -241,10 +300,13 @@ class InodeTable:
         The next lookup of its name starts over from the store."""
         if inode.lookups > 0 or inode.open_file is not None or inode.ino == ROOT_INO:
             return
-        if inode.parent is not None:
-            key = (inode.parent.ino, inode.name)
-            if self._children.get(key) is inode:
-                del self._children[key]  # forgotten here, not gone from the store
+        for parent, name in [(inode.parent, inode.name), *inode.aliases]:
+            if parent is not None and self._children.get((parent.ino, name)) is inode:
+                del self._children[(parent.ino, name)]  # forgotten here, not gone from the store
+        if inode.attr.link_id:
+            group = (inode.store_bucket if inode.parent is not None else "", inode.attr.link_id)
+            if self._groups.get(group) is inode:
+                del self._groups[group]
         self._by_ino.pop(inode.ino, None)
         self._entry_changes.pop(inode.ino, None)
 

@@ -43,6 +43,10 @@ class Attr:
     rdev: int = 0  # device number of a character or block special file
     # Extended attributes, sorted by name (s3fs's x-amz-meta-xattr).
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    # Hard links (hardlinks.py): the group's id, and the keys of all its names in the
+    # bucket; () for a file with one name.
+    link_id: str = ""
+    links: tuple[str, ...] = ()
 
     @property
     def is_dir(self) -> bool:
@@ -114,7 +118,32 @@ def encode(attr: Attr) -> dict[str, str]:
         meta["rdev"] = str(attr.rdev)  # as s3fs writes a device's number
     if attr.xattrs:
         meta["xattr"] = encode_xattrs(attr.xattrs)
+    if attr.link_id and len(attr.links) > 1:
+        meta[LINK_ID_HEADER] = attr.link_id
+        meta[LINK_NAMES_HEADER] = encode_links(attr.links)
     return meta
+
+
+# Hard links: every name's object carries the group's id and the keys of all names.
+LINK_ID_HEADER = "objmount-link"
+LINK_NAMES_HEADER = "objmount-names"
+_LINK_ID_MAX = 64
+
+
+def encode_links(keys: tuple[str, ...]) -> str:
+    """Keys URL-encoded (UTF-8, nothing left unescaped but letters, digits and _.-~),
+    joined by commas: ASCII, as a header value must be."""
+    return ",".join(urllib.parse.quote(k, safe="") for k in keys)
+
+
+def parse_links(link_id: str | None, names: str | None) -> tuple[str, tuple[str, ...]]:
+    """(id, keys) of a hard-link group from stored metadata; ("", ()) when there is none
+    or it does not parse (another tool's garbage is no group)."""
+    if not link_id or not names or len(link_id) > _LINK_ID_MAX or not link_id.isalnum():
+        return "", ()
+    keys = tuple(dict.fromkeys(urllib.parse.unquote(k, errors="surrogateescape")
+                               for k in names.split(",") if k))
+    return (link_id, keys) if len(keys) > 1 else ("", ())
 
 
 def encode_xattrs(xattrs: tuple[tuple[str, bytes], ...]) -> str:
@@ -184,6 +213,12 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
     atime = parse_time(meta.get("atime")) or mtime
     uid = _int(meta.get("uid"), _ID_MAX)
     gid = _int(meta.get("gid"), _ID_MAX)
+    # A group must name this very object: a copy made by another tool (metadata and
+    # all) is a file of its own, not a name of the group.
+    link_id, links = ("", ()) if is_dir else parse_links(meta.get(LINK_ID_HEADER),
+                                                         meta.get(LINK_NAMES_HEADER))
+    if info.key not in links:
+        link_id, links = "", ()
     return Attr(
         ino=ino,
         mode=mode,
@@ -193,8 +228,10 @@ def decode(ino: int, info: ObjectInfo, defaults: Defaults, *, is_dir: bool) -> A
         atime_ns=atime,
         mtime_ns=mtime,
         ctime_ns=ctime,
-        nlink=2 if is_dir else 1,
+        nlink=2 if is_dir else max(1, len(links)),
         rdev=(_int(meta.get("rdev"), _RDEV_MAX) or 0) if stat.S_ISCHR(mode)
         or stat.S_ISBLK(mode) else 0,
         xattrs=parse_xattrs(meta.get("xattr")),
+        link_id=link_id,
+        links=links,
     )

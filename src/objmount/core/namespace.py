@@ -216,6 +216,12 @@ class Namespace:
         may still hold the old one and counts its lookups separately."""
         with self.table.lock:
             existing = self.table.child(parent, name)
+            group = self._group_of(parent, name, kind, attr)
+            if group is not None and group is not existing and (
+                    existing is None or existing.open_file is None):
+                # Another name of a file seen here (a hard link): the same inode.
+                self.table.add_name(group, parent, name, discovered=existing is None)
+                existing = group
             if existing is not None and existing.kind is kind:
                 inode = existing
             else:
@@ -226,9 +232,45 @@ class Namespace:
                 if version is not None:  # from an object of its own name
                     inode.dir_object = True
             if inode.open_file is None:
-                self.table.set_attr(inode, attr.with_(ino=inode.ino), version)
+                first = inode.parent is parent and inode.name == name
+                # A version is that of the object the inode's bytes are read from.
+                self.table.set_attr(inode, attr.with_(ino=inode.ino),
+                                    version if first else None)
                 inode.listed_until = 0.0
             return inode
+
+    def _group_of(self, parent: Inode, name: str, kind: Kind, attr: Attr) -> Inode | None:
+        """The inode of the hard-link group ``name``'s object belongs to, if one of its
+        names was seen here and the two objects name each other."""
+        if kind is Kind.DIR or not attr.link_id:
+            return None
+        group = self.table.group(parent.store_bucket, attr.link_id)
+        if group is None or group.kind is not kind or group.parent is None:
+            return None
+        return group if group.key in attr.links else None
+
+    def inode_at_key(self, bucket: str, key: str) -> Inode | None:
+        """The inode of ``key`` in ``bucket`` if the mount shows it (looked up name by
+        name from the root); None if it is outside the mount or absent."""
+        node = self.table.get(ROOT_INO)
+        if node.virtual is Virtual.TOP:
+            node = self._lookup_virtual(node, PROVIDER)
+        if node.virtual is Virtual.PROVIDER:
+            try:
+                node = self._lookup_virtual(node, bucket)
+            except FsError:
+                return None
+        if node.store_bucket != bucket or node.root_key is None:
+            return None
+        root = node.root_key
+        if root and not key.startswith(root + "/"):
+            return None
+        try:
+            for part in key[len(root):].strip("/").split("/"):
+                node = self.lookup_inode(node, part)
+        except FsError:
+            return None
+        return node
 
     def cached_inode(self, parent: Inode, name: str) -> Inode | None:
         """:meth:`lookup_inode` when the caches answer it (no request): the inode, or
@@ -303,21 +345,22 @@ class Namespace:
 
     def list_dir(self, inode: Inode) -> list[DirEntry]:
         if inode.virtual is Virtual.TOP:
-            children = [self._lookup_virtual(inode, PROVIDER)]
+            children = [(PROVIDER, self._lookup_virtual(inode, PROVIDER))]
         elif inode.virtual is Virtual.PROVIDER:
             children = []
             for bucket in self.account.list_buckets():
                 if shown_name(bucket) is not None:
                     try:
-                        children.append(self._lookup_virtual(inode, bucket))
+                        children.append((bucket, self._lookup_virtual(inode, bucket)))
                     except FsError:
                         continue
         else:
             children = self._list_prefix(inode)
-        return [DirEntry(c.name, self.current_attr(c), i + 1, not self.provisional(c))
-                for i, c in enumerate(sorted(children, key=lambda c: c.name))]
+        # By name, not by inode: a file with two names here (hard links) is listed twice.
+        return [DirEntry(name, self.current_attr(c), i + 1, not self.provisional(c))
+                for i, (name, c) in enumerate(sorted(children, key=lambda e: e[0]))]
 
-    def _list_prefix(self, inode: Inode) -> list[Inode]:
+    def _list_prefix(self, inode: Inode) -> list[tuple[str, Inode]]:
         cached = self._cached_listing(inode)
         if cached is not None:
             return cached
@@ -335,15 +378,15 @@ class Namespace:
             # stat; without it, interception sent a second HEAD for each entry).
             until = answered + self.table.attr_ttl + (answered - sent)
             with self.table.lock:
-                for c in result:
+                for _name, c in result:
                     if c.open_file is None and not self.provisional(c):
                         c.attr_expires = max(c.attr_expires, until)
             self._remember_if_unchanged(inode, changes, Listing(
                 answered + self.table.attr_ttl, answered + self.table.negative_ttl,
-                {c.name: c.kind is Kind.DIR for c in result}, True,
-                {c.name: (c.attr.size, c.attr.mtime_ns) for c in result
+                {name: c.kind is Kind.DIR for name, c in result}, True,
+                {name: (c.attr.size, c.attr.mtime_ns) for name, c in result
                  if c.kind is Kind.FILE and c.open_file is None},
-                {c.name for c in result if c.dir_object}))
+                {name for name, c in result if c.dir_object}))
         return result
 
     def _remember_if_unchanged(self, inode: Inode, changes: int, listing: Listing) -> None:
@@ -458,7 +501,7 @@ class Namespace:
                 while len(self._listings) > _LISTINGS_MAX:
                     del self._listings[next(iter(self._listings))]
 
-    def _cached_listing(self, inode: Inode) -> list[Inode] | None:
+    def _cached_listing(self, inode: Inode) -> list[tuple[str, Inode]] | None:
         """The entries listed less than ``attr_ttl`` ago, as names are cached that long,
         if nothing in the directory changed here since and every entry's attributes are
         still fresh; None: ask the store."""
@@ -473,10 +516,10 @@ class Namespace:
             if child is None or not (self.table.fresh(child) or child.open_file is not None
                                      or child.listed_until > time.monotonic()):
                 return None
-            children.append(child)
+            children.append((name, child))
         return children
 
-    def _list_store(self, inode: Inode) -> list[Inode]:
+    def _list_store(self, inode: Inode) -> list[tuple[str, Inode]]:
         store = self.store(inode)
         prefix = dir_prefix(inode.key)
         listing = store.list(prefix, "/")
@@ -497,7 +540,7 @@ class Namespace:
                 files[name] = obj
             elif name is not None and obj.size == 0:
                 dir_objects.add(name)
-        result: list[Inode] = []
+        result: list[tuple[str, Inode]] = []
         # Objects whose cached attributes still match the listed version need no HEAD;
         # nor, until a program asks for their attributes, files too large to be
         # symlinks (the kernel's sticky-bit check reads owners without asking).
@@ -509,9 +552,9 @@ class Namespace:
                     and (known.open_file is not None
                          or known.version == (obj.etag, obj.mtime_ns))):
                 self.table.set_attr(known, known.attr)
-                result.append(known)
+                result.append((name, known))
             elif defer and obj.size >= metadata.SYMLINK_MAX:
-                result.append(self._install_listed(inode, name, obj))
+                result.append((name, self._install_listed(inode, name, obj)))
             else:
                 stale.append((name, obj))
         # Every file, in the order programs see them: attributes that expire are fetched
@@ -523,7 +566,7 @@ class Namespace:
                 info = fut.result()
             except NoSuchKey:
                 continue  # deleted since the listing
-            result.append(self._install(inode, name, info))
+            result.append((name, self._install(inode, name, info)))
         # Subdirectories need a HEAD of their marker, unless their attributes are fresh.
         known_dirs: dict[str, Inode] = {}
         for name in dirs:
@@ -536,15 +579,15 @@ class Namespace:
                                         n in dir_objects), new_dirs)
         for name, marker_fut in zip(new_dirs, markers, strict=True):
             attr, marker, version = marker_fut.result()
-            result.append(self._adopt(inode, name, Kind.DIR, attr, version, marker))
-        result.extend(known_dirs.values())
+            result.append((name, self._adopt(inode, name, Kind.DIR, attr, version, marker)))
+        result.extend(known_dirs.items())
         # Entries created here and not yet uploaded (open, or awaiting their first close).
         for name in list(inode.pending_children):
             child = self.table.child(inode, name)
             if child is None or child.unlinked:
                 inode.pending_children.discard(name)
             elif name not in files and name not in dirs:
-                result.append(child)
+                result.append((name, child))
         return result
 
     def _install_listed(self, parent: Inode, name: str, info: ObjectInfo) -> Inode:

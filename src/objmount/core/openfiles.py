@@ -19,6 +19,7 @@ from pathlib import Path
 from objmount.core import metadata
 from objmount.core.cache import ObjectCache, Parked, dir_disk_use
 from objmount.core.inodes import Inode, Kind
+from objmount.core.linknames import LinkedNames
 from objmount.core.metadata import Attr
 from objmount.core.namespace import Namespace
 from objmount.core.openfile import OpenFile
@@ -64,6 +65,7 @@ class OpenFiles:
         self.ns = ns
         self.table = ns.table
         self.options = options
+        self.links = LinkedNames(ns, content_type)
         options.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One directory per daemon: mounts may share a cache_dir, and the leftovers of a
         # killed daemon must be found and removed without touching a live one's files.
@@ -246,6 +248,7 @@ class OpenFiles:
                 self.store_object_attr(inode, inode.attr)
                 of.meta_dirty = False
                 return
+            self.links.check_others(inode)
             attr = inode.attr.with_(size=of.size)
             meant = metadata.encode(attr)
             stored = of.upload(store, inode.key, meant, content_type(inode))
@@ -253,15 +256,20 @@ class OpenFiles:
             if stored is not meant:  # a streamed upload kept the times of its start
                 attr = metadata.with_times(attr, stored)
             self.table.set_attr(inode, attr, (of.etag or "", 0))
+            self.links.copy_to_others(inode, attr)
             if inode.parent is not None:
                 inode.parent.pending_children.discard(inode.name)
 
     def store_object_attr(self, inode: Inode, attr: Attr) -> None:
         store = self.ns.store(inode)
+        self.links.check_others(inode)
+        attr = attr.with_(link_id=inode.attr.link_id, links=inode.attr.links,
+                          nlink=inode.attr.nlink)
         key = inode.key
         # CopyObject onto itself with new metadata: the bytes are not moved through us.
         etag = store.copy(key, key, metadata.encode(attr), content_type(inode))
         self.table.set_attr(inode, attr, (etag, 0))
+        self.links.copy_to_others(inode, attr)
 
     def start_stream(self, inode: Inode, of: OpenFile, store: ObjectStore) -> None:
         """The file's first write, at its start: its parts may go out as it is written."""

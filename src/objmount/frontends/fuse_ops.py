@@ -178,8 +178,8 @@ class FuseOperations(pyfuse3.Operations):
 
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: Any) -> pyfuse3.EntryAttributes:
-        # One file is one object: a second name would be a second, diverging copy.
-        raise pyfuse3.FUSEError(errno.EPERM)
+        attr = await self._run(self.engine.link, inode, new_parent_inode, new_name)
+        return entry(attr, self.timeout)
 
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: Any) -> pyfuse3.EntryAttributes:
