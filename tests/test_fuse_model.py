@@ -2,7 +2,7 @@
 drives programs' system calls on the mount (os.* on its paths), and another client's PUT
 and DELETE through a plain S3 client, and compares every answer with a small model of
 paths -> files, directories, symlinks and FIFOs (kind, bytes, mode, mtime, user.*
-extended attributes; a directory's mode).
+extended attributes; a directory's mode; hard links: one entry under several paths).
 
 One mount serves the whole test, with caches off (attr_timeout=0) so that the other
 client's changes show at once; each example works in a fresh directory of its own.
@@ -43,6 +43,9 @@ class MFile:
     mode: int | None  # None: written by the other client (the mount's default mode)
     mtime_ns: int | None = None  # set by utime; None: whenever it was written
     xattrs: dict[str, bytes] = field(default_factory=dict)
+    # False while another client removed or replaced one of its hard links' objects:
+    # the other names count it until the file is next changed through the mount.
+    nlink_exact: bool = True
 
 
 @dataclass
@@ -140,6 +143,7 @@ class MountModel(RuleBasedStateMachine):
         else:
             assert isinstance(existing, MFile)
             existing.data, existing.mtime_ns = payload, None
+            existing.nlink_exact = True
 
     @precondition(lambda self: self.of_kind(MFile))
     @rule(data=st.data(), payload=payloads.filter(bool))
@@ -152,6 +156,7 @@ class MountModel(RuleBasedStateMachine):
         assert isinstance(entry, MFile)
         entry.data += payload
         entry.mtime_ns = None
+        entry.nlink_exact = True
 
     @precondition(lambda self: self.of_kind(MFile))
     @rule(data=st.data())
@@ -195,6 +200,7 @@ class MountModel(RuleBasedStateMachine):
         else:
             os.setxattr(self.p(rel), name, value)
             entry.xattrs[name] = value
+        entry.nlink_exact = True
 
     @precondition(lambda self: self.of_kind(MDir))
     @rule(data=st.data())
@@ -243,6 +249,8 @@ class MountModel(RuleBasedStateMachine):
             self.expect_error(errno.ENOTEMPTY, lambda: self.p(src).rename(self.p(dst)))
             return
         self.p(src).rename(self.p(dst))
+        if target is moving:
+            return  # two names of one file: rename(2) does nothing
         moved = {k: v for k, v in self.entries.items() if k == src or k.startswith(src + "/")}
         for k in moved:
             del self.entries[k]
@@ -270,6 +278,8 @@ class MountModel(RuleBasedStateMachine):
         entry = self.entries[rel]
         assert isinstance(entry, (MFile, MDir))
         entry.mode = mode
+        if isinstance(entry, MFile):
+            entry.nlink_exact = True
 
     @precondition(lambda self: self.of_kind(MFile))
     @rule(data=st.data(), mtime=times)
@@ -280,6 +290,28 @@ class MountModel(RuleBasedStateMachine):
         entry = self.entries[rel]
         assert isinstance(entry, MFile)
         entry.mtime_ns = mtime
+        entry.nlink_exact = True
+
+    @precondition(lambda self: len(self.entries) > 1)
+    @rule(data=st.data())
+    def link(self, data: st.DataObject) -> None:
+        self.step()
+        src = data.draw(st.sampled_from(sorted(k for k in self.entries if k)))
+        dst = self.new_path(data)
+        entry = self.entries[src]
+        if dst in self.entries:
+            self.expect_error(errno.EEXIST, lambda: os.link(self.p(src), self.p(dst)))
+            return
+        if isinstance(entry, MDir):
+            self.expect_error(errno.EPERM, lambda: os.link(self.p(src), self.p(dst)))
+            return
+        os.link(self.p(src), self.p(dst), follow_symlinks=False)
+        self.entries[dst] = entry  # the same file under two names
+        if isinstance(entry, MFile):
+            entry.nlink_exact = True
+
+    def names_of(self, entry: Entry) -> list[str]:
+        return [k for k, v in self.entries.items() if v is entry]
 
     # -- another client ----------------------------------------------------------------
     @rule(data=st.data(), payload=payloads)
@@ -290,6 +322,7 @@ class MountModel(RuleBasedStateMachine):
         if existing is not None and not isinstance(existing, MFile):
             return  # an object beside a directory of the same name: not modelled
         self.w.client.put_object(Bucket=self.w.bucket, Key=self.key(rel), Body=payload)
+        self.left_by_other_client(rel)
         self.entries[rel] = MFile(payload, None)
 
     @precondition(lambda self: self.of_kind(MFile))
@@ -298,9 +331,23 @@ class MountModel(RuleBasedStateMachine):
         self.step()
         rel = data.draw(st.sampled_from(self.of_kind(MFile)))
         self.w.client.delete_object(Bucket=self.w.bucket, Key=self.key(rel))
+        self.left_by_other_client(rel)
         del self.entries[rel]
 
+    def left_by_other_client(self, rel: str) -> None:
+        entry = self.entries.get(rel)
+        if isinstance(entry, MFile) and len(self.names_of(entry)) > 1:
+            entry.nlink_exact = False
+
     # -- what every step must leave true ----------------------------------------------
+    @invariant()
+    def hard_links_share_the_inode(self) -> None:
+        seen: dict[int, int] = {}
+        for rel, entry in self.entries.items():
+            if rel and not isinstance(entry, MDir):
+                ino = seen.setdefault(id(entry), os.lstat(self.p(rel)).st_ino)
+                assert os.lstat(self.p(rel)).st_ino == ino, rel
+
     @invariant()
     def listings_and_attributes_agree(self) -> None:
         for d in [*self.of_kind(MDir), ""]:
@@ -320,6 +367,8 @@ class MountModel(RuleBasedStateMachine):
             else:
                 assert stat.S_ISREG(st_.st_mode), rel
                 assert st_.st_size == len(entry.data), rel
+                if entry.nlink_exact:
+                    assert st_.st_nlink == len(self.names_of(entry)), rel
                 if entry.mode is not None:
                     assert stat.S_IMODE(st_.st_mode) == entry.mode, rel
                 if entry.mtime_ns is not None:

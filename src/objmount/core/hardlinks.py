@@ -38,8 +38,10 @@ class HardLinks:
         of = inode.open_file
         if of is not None and (of.data_dirty or of.meta_dirty):
             self.files.upload(inode, of)
-        elif inode.parent is not None and self.ns.needs_head(inode):
-            self._getattr(inode.ino)
+        else:
+            if inode.parent is not None and self.ns.needs_head(inode):
+                self._getattr(inode.ino)
+            self.files.links.check_others(inode)
         return inode.attr
 
     def link(self, inode: Inode, parent: Inode, name: str) -> None:

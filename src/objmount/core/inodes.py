@@ -218,6 +218,29 @@ class InodeTable:
         self._maybe_drop(inode)
         return False
 
+    def forget_name(self, inode: Inode, parent: Inode, name: str) -> None:
+        """This table stops taking ``parent``/``name`` for ``inode`` (the store says it
+        is another file now); no change to the directory."""
+        with self.lock:
+            if self._children.get((parent.ino, name)) is inode:
+                del self._children[(parent.ino, name)]
+            if (parent, name) in inode.aliases:
+                inode.aliases.remove((parent, name))
+            elif inode.parent is parent and inode.name == name:
+                if inode.aliases:
+                    inode.parent, inode.name = inode.aliases.pop(0)
+                else:
+                    self._lost_child(parent, inode)
+                    inode.unlinked = True
+                    self._maybe_drop(inode)
+
+    def forget_aliases(self, inode: Inode) -> None:
+        with self.lock:
+            for parent, name in inode.aliases:
+                if self._children.get((parent.ino, name)) is inode:
+                    del self._children[(parent.ino, name)]
+            inode.aliases.clear()
+
     def make_first(self, inode: Inode, parent: Inode, name: str) -> None:
         """Make ``parent``/``name`` (one of its names) the name written to first."""
         with self.lock:

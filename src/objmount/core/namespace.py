@@ -216,6 +216,12 @@ class Namespace:
         may still hold the old one and counts its lookups separately."""
         with self.table.lock:
             existing = self.table.child(parent, name)
+            if (existing is not None and existing.attr.link_id
+                    and existing.attr.link_id != attr.link_id and existing.open_file is None):
+                # This name of a linked file was replaced by another tool: a file of its
+                # own now (the group's other names are left as they are).
+                self.table.forget_name(existing, parent, name)
+                existing = None
             group = self._group_of(parent, name, kind, attr)
             if group is not None and group is not existing and (
                     existing is None or existing.open_file is None):
@@ -626,6 +632,10 @@ class Namespace:
         info = self.store(inode).head(inode.key)
         kind, attr = self.object_attr(inode.ino, info)
         with self.table.lock:
+            if inode.attr.link_id and attr.link_id != inode.attr.link_id:
+                # Replaced by another tool: its other names are no longer this file's;
+                # their next lookup finds what they are.
+                self.table.forget_aliases(inode)
             if kind is inode.kind and inode.open_file is None and not inode.unlinked:
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
                 inode.listed_until = 0.0
