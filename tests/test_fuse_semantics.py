@@ -22,11 +22,48 @@ def oserror(fn: Any, *args: Any) -> int:
     return info.value.errno or 0
 
 
-def test_hard_links_are_refused(mounted: Mount) -> None:
-    p = mounted.path
-    (p / "f").write_text("x")
-    assert oserror(os.link, p / "f", p / "g") == errno.EPERM
-    assert not (p / "g").exists()
+def test_hard_links_share_one_inode_and_every_name_is_a_plain_object(
+        mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    m = mount_factory(f"s3://{bucket}")
+    m.mount()
+    p = m.path
+    (p / "a").write_bytes(b"hello")
+    os.mkdir(p / "d")
+    os.link(p / "a", p / "d" / "b")
+    sa, sb = os.stat(p / "a"), os.stat(p / "d" / "b")
+    assert sa.st_ino == sb.st_ino and sa.st_nlink == sb.st_nlink == 2
+    with open(p / "d" / "b", "ab") as f:
+        f.write(b" world")
+    os.chmod(p / "a", 0o600)
+    assert (p / "a").read_bytes() == b"hello world"
+    assert stat.S_IMODE(os.stat(p / "d" / "b").st_mode) == 0o600
+    # A plain S3 client sees each name as an ordinary object with the bytes.
+    for key in ("a", "d/b"):
+        got = s3_client.get_object(Bucket=bucket, Key=key)
+        assert got["Body"].read() == b"hello world"
+        assert got["Metadata"]["objmount-names"] == "a,d%2Fb"
+    assert oserror(os.link, p / "d", p / "e") == errno.EPERM
+    assert oserror(os.link, p / "a", p / "d" / "b") == errno.EEXIST
+    m.umount()
+    m.mount()  # from the store alone
+    sa, sb = os.stat(p / "a"), os.stat(p / "d" / "b")
+    assert sa.st_ino == sb.st_ino and sa.st_nlink == 2
+    os.link(p / "a", p / "c")
+    assert os.stat(p / "d" / "b").st_nlink == 3
+    os.unlink(p / "a")
+    assert os.stat(p / "c").st_nlink == 2
+    os.rename(p / "c", p / "e")
+    assert os.stat(p / "e").st_ino == os.stat(p / "d" / "b").st_ino
+    (p / "e").write_bytes(b"new")
+    assert (p / "d" / "b").read_bytes() == b"new"
+    # Another tool replaces one name: it is a file of its own, never overwritten.
+    s3_client.put_object(Bucket=bucket, Key="e", Body=b"theirs")
+    m.umount()
+    m.mount()
+    (p / "d" / "b").write_bytes(b"ours")
+    assert (p / "e").read_bytes() == b"theirs"
+    assert os.stat(p / "d" / "b").st_nlink == 1
+    assert "objmount-link" not in s3_client.head_object(Bucket=bucket, Key="d/b")["Metadata"]
 
 
 def test_user_xattrs_are_stored_in_s3fs_form(mount_factory: Any, bucket: str,
