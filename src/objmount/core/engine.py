@@ -85,7 +85,7 @@ class Engine:
         self.files = OpenFiles(self.ns, options)
         self.renamer = Renamer(self.ns, self.files)
         self.attributes = AttributeWriter(self.ns, self.files, self._ns_lock, self.getattr)
-        self.links = HardLinks(self.ns, self.files, self._ns_lock, self.getattr)
+        self.links = HardLinks(self.ns, self.files, self.getattr)
         # Shared with the front ends and tests, which report and inspect them.
         self.cache = self.files.cache
         self.open_dir = self.files.open_dir

@@ -8,13 +8,12 @@ other name on each change of the file.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 from objmount.core import metadata
 from objmount.core.inodes import Inode
-from objmount.core.linknames import with_links
+from objmount.core.linknames import base_name, with_links
 from objmount.core.metadata import Attr
 from objmount.core.names import join_key
 from objmount.core.namespace import Namespace
@@ -22,14 +21,14 @@ from objmount.core.openfiles import OpenFiles, content_type
 
 
 class HardLinks:
-    def __init__(self, ns: Namespace, files: OpenFiles, lock: threading.RLock,
+    """Each operation runs under the engine's namespace lock, which the engine holds."""
+
+    def __init__(self, ns: Namespace, files: OpenFiles,
                  getattr: Callable[[int], Attr]) -> None:
-        """``lock``: the engine's namespace lock; ``getattr``: the engine's (fetches
-        attributes a listing left provisional)."""
+        """``getattr``: the engine's (fetches attributes a listing left provisional)."""
         self.ns = ns
         self.table = ns.table
         self.files = files
-        self._lock = lock
         self._getattr = getattr
 
     def _current(self, inode: Inode) -> Attr:
@@ -45,36 +44,34 @@ class HardLinks:
         return inode.attr
 
     def link(self, inode: Inode, parent: Inode, name: str) -> None:
-        """Under the lock: ``parent``/``name`` becomes another name of ``inode``."""
-        with self._lock:
-            store = self.ns.store(inode)
-            attr = self._current(inode)
-            source = inode.key
-            new_key = join_key(parent.key, name)
-            keys = attr.links or (source,)
-            now = time.time_ns()
-            new_attr = with_links(attr, (*keys, new_key)).with_(ctime_ns=now)
-            # The new name first: if the rest fails, the old names still count themselves.
-            store.copy(source, new_key, metadata.encode(new_attr), content_type(inode, name))
-            self.files.links.restamp(inode, keys, new_attr)
-            self.table.add_name(inode, parent, name, discovered=False)
-            self.table.set_attr(inode, new_attr)
+        """``parent``/``name`` becomes another name of ``inode``."""
+        store = self.ns.store(inode)
+        attr = self._current(inode)
+        source = inode.key
+        new_key = join_key(parent.key, name)
+        keys = attr.links or (source,)
+        now = time.time_ns()
+        new_attr = with_links(attr, (*keys, new_key)).with_(ctime_ns=now)
+        # The new name first: if the rest fails, the old names still count themselves.
+        store.copy(source, new_key, metadata.encode(new_attr), content_type(inode, name))
+        self.files.links.restamp(inode, keys, new_attr)
+        self.table.add_name(inode, parent, name, discovered=False)
+        self.table.set_attr(inode, new_attr)
 
     def unlink(self, inode: Inode, parent: Inode, name: str) -> None:
-        """Under the lock: remove the name ``parent``/``name`` of a linked file."""
-        with self._lock:
-            store = self.ns.store(inode)
-            attr = self._current(inode)
-            key = join_key(parent.key, name)
-            rest = [k for k in attr.links if k != key]
-            if rest and key == inode.key and not inode.aliases:
-                # The file goes on under another name: find it, so that the inode has a
-                # name to write to (the lookup makes it one of the inode's names).
-                self.ns.inode_at_key(store.bucket, rest[0])
-            store.delete(key)
-            self.files.cache.forget(store.bucket, key)
-            self.name_gone(inode, key, attr)
-            self.table.unlink(parent, name)
+        """Remove the name ``parent``/``name`` of a linked file."""
+        store = self.ns.store(inode)
+        attr = self._current(inode)
+        key = join_key(parent.key, name)
+        rest = [k for k in attr.links if k != key]
+        if rest and key == inode.key and not inode.aliases:
+            # The file goes on under another name: find it, so that the inode has a
+            # name to write to (the lookup makes it one of the inode's names).
+            self.ns.inode_at_key(store.bucket, rest[0])
+        store.delete(key)
+        self.files.cache.forget(store.bucket, key)
+        self.name_gone(inode, key, attr)
+        self.table.unlink(parent, name)
 
     def name_gone(self, inode: Inode, key: str, attr: Attr | None = None) -> None:
         """The object at ``key``, a name of ``inode``, was removed or replaced: the
@@ -88,22 +85,20 @@ class HardLinks:
         self.table.set_attr(inode, new_attr)
 
     def rename(self, inode: Inode, old_parent: Inode, old_name: str, new_key: str) -> None:
-        """Under the lock: store the name ``old_parent``/``old_name`` of a linked file
+        """Store the name ``old_parent``/``old_name`` of a linked file
         at ``new_key`` instead; the caller moves it in the table."""
-        with self._lock:
-            store = self.ns.store(inode)
-            self.table.make_first(inode, old_parent, old_name)
-            attr = self._current(inode)
-            old_key = inode.key
-            keys = [new_key if k == old_key else k for k in attr.links]
-            new_attr = with_links(attr, keys).with_(ctime_ns=time.time_ns())
-            store.copy(old_key, new_key, metadata.encode(new_attr),
-                       content_type(inode, new_key.rsplit("/", 1)[-1]))
-            self.files.links.restamp(inode, [k for k in keys if k != new_key], new_attr)
-            store.delete(old_key)
-            self.files.cache.forget(store.bucket, old_key)
-            self.table.set_attr(inode, new_attr)
+        store = self.ns.store(inode)
+        self.table.make_first(inode, old_parent, old_name)
+        attr = self._current(inode)
+        old_key = inode.key
+        keys = [new_key if k == old_key else k for k in attr.links]
+        new_attr = with_links(attr, keys).with_(ctime_ns=time.time_ns())
+        store.copy(old_key, new_key, metadata.encode(new_attr),
+                   content_type(inode, base_name(new_key)))
+        self.files.links.restamp(inode, [k for k in keys if k != new_key], new_attr)
+        store.delete(old_key)
+        self.files.cache.forget(store.bucket, old_key)
+        self.table.set_attr(inode, new_attr)
 
     def linked(self, inode: Inode) -> bool:
         return len(inode.attr.links) > 1 or bool(inode.aliases)
-

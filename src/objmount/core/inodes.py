@@ -173,13 +173,6 @@ class InodeTable:
                 return None
             return inode
 
-    def names(self, inode: Inode) -> list[tuple[Inode, str]]:
-        """Every name of ``inode`` in this table, the first one first."""
-        with self.lock:
-            if inode.parent is None:
-                return []
-            return [(inode.parent, inode.name), *inode.aliases]
-
     def add_name(self, inode: Inode, parent: Inode, name: str, discovered: bool) -> None:
         """Another name of a file (a hard link, made here or found in the store)."""
         with self.lock:
@@ -201,38 +194,27 @@ class InodeTable:
             else:
                 self._entries_changed(parent.ino, name, inode)
 
-    def _drop_name(self, inode: Inode, parent: Inode, name: str) -> bool:
-        """Remove one name of ``inode`` from the table; True if it had others (it
-        lives on under them), False if that was its last."""
+    def _drop_name(self, inode: Inode, parent: Inode, name: str, changed: bool = True) -> None:
+        """Remove one name of ``inode`` from the table; it lives on under its others, if
+        any. ``changed``: the name is gone from the directory (not only forgotten here)."""
         if self._children.get((parent.ino, name)) is inode:
             del self._children[(parent.ino, name)]
-        self._entries_changed(parent.ino, name, None)
+        if changed:
+            self._entries_changed(parent.ino, name, None)
         if (parent, name) in inode.aliases:
             inode.aliases.remove((parent, name))
-            return True
-        if inode.aliases and inode.parent is parent and inode.name == name:
+        elif inode.aliases and inode.parent is parent and inode.name == name:
             inode.parent, inode.name = inode.aliases.pop(0)
-            return True
-        self._lost_child(parent, inode)
-        inode.unlinked = True
-        self._maybe_drop(inode)
-        return False
+        else:
+            self._lost_child(parent, inode)
+            inode.unlinked = True
+            self._maybe_drop(inode)
 
     def forget_name(self, inode: Inode, parent: Inode, name: str) -> None:
         """This table stops taking ``parent``/``name`` for ``inode`` (the store says it
         is another file now); no change to the directory."""
         with self.lock:
-            if self._children.get((parent.ino, name)) is inode:
-                del self._children[(parent.ino, name)]
-            if (parent, name) in inode.aliases:
-                inode.aliases.remove((parent, name))
-            elif inode.parent is parent and inode.name == name:
-                if inode.aliases:
-                    inode.parent, inode.name = inode.aliases.pop(0)
-                else:
-                    self._lost_child(parent, inode)
-                    inode.unlinked = True
-                    self._maybe_drop(inode)
+            self._drop_name(inode, parent, name, changed=False)
 
     def forget_aliases(self, inode: Inode) -> None:
         with self.lock:
