@@ -66,6 +66,64 @@ def test_hard_links_share_one_inode_and_every_name_is_a_plain_object(
     assert "objmount-link" not in s3_client.head_object(Bucket=bucket, Key="d/b")["Metadata"]
 
 
+def test_a_hard_link_goes_on_when_another_client_removes_or_replaces_its_first_name(
+        mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    """Found by the FUSE model: the name written to first, deleted or replaced out of
+    band while the mount runs, must not take the file's other names with it."""
+    m = mount_factory(f"s3://{bucket}", options="attr_timeout=0,negative_timeout=0")
+    m.mount()
+    p = m.path
+    (p / "a").write_bytes(b"one")
+    os.link(p / "a", p / "b")
+    os.link(p / "b", p / "c")
+    s3_client.delete_object(Bucket=bucket, Key="a")
+    os.link(p / "b", p / "d")  # copied from a name that is still there
+    ino = os.stat(p / "b").st_ino
+    assert [os.stat(p / n).st_ino for n in "cd"] == [ino, ino]
+    assert not (p / "a").exists()
+    with open(p / "c", "ab") as f:
+        f.write(b" two")
+    assert [(p / n).read_bytes() for n in "bcd"] == [b"one two"] * 3
+    assert "a" not in {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert os.stat(p / "d").st_nlink == 3
+    # The name now written first (b) replaced by another client: c and d go on as one.
+    s3_client.put_object(Bucket=bucket, Key="b", Body=b"theirs")
+    os.chmod(p / "d", 0o600)
+    assert os.stat(p / "c").st_ino == os.stat(p / "d").st_ino != os.stat(p / "b").st_ino
+    assert (p / "b").read_bytes() == b"theirs"
+    assert os.stat(p / "c").st_nlink == 2
+    assert stat.S_IMODE(os.stat(p / "c").st_mode) == 0o600
+    assert s3_client.get_object(Bucket=bucket, Key="b")["Body"].read() == b"theirs"
+    # Both removed out of band but c: c is a file of its own.
+    s3_client.delete_object(Bucket=bucket, Key="d")
+    (p / "c").write_bytes(b"alone")
+    assert os.stat(p / "c").st_nlink == 1 and not (p / "d").exists()
+
+
+def test_renaming_a_directory_keeps_the_hard_links_in_it(
+        mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    """Each name's object names the group's keys: moving a directory renames them all,
+    whether or not the mount had looked the names up."""
+    m = mount_factory(f"s3://{bucket}")
+    m.mount()
+    p = m.path
+    (p / "d1" / "sub").mkdir(parents=True)
+    (p / "d1" / "f").write_bytes(b"x")
+    os.link(p / "d1" / "f", p / "d1" / "sub" / "g")
+    os.link(p / "d1" / "f", p / "out")
+    os.rename(p / "d1", p / "d2")  # names known here
+    m.umount()
+    m.mount()
+    os.rename(p / "d2", p / "d3")  # names unknown here: found in the objects
+    names = [p / "d3" / "f", p / "d3" / "sub" / "g", p / "out"]
+    assert {os.stat(n).st_ino for n in names} == {os.stat(names[0]).st_ino}
+    assert [os.stat(n).st_nlink for n in names] == [3, 3, 3]
+    (p / "out").write_bytes(b"y")
+    assert [n.read_bytes() for n in names] == [b"y"] * 3
+    got = s3_client.head_object(Bucket=bucket, Key="d3/sub/g")["Metadata"]
+    assert got["objmount-names"] == "d3%2Ff,d3%2Fsub%2Fg,out"
+
+
 def test_user_xattrs_are_stored_in_s3fs_form(mount_factory: Any, bucket: str,
                                              s3_client: Any) -> None:
     plain = mount_factory(f"s3://{bucket}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from objmount.core import metadata
 from objmount.core.inodes import Inode
@@ -21,6 +21,7 @@ from objmount.core.metadata import Attr
 from objmount.core.names import join_key
 from objmount.core.namespace import Namespace
 from objmount.errors import FsError, NoSuchKey
+from objmount.store.base import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,15 @@ class LinkedNames:
 
     def check_others(self, inode: Inode) -> None:
         """Before the first name's object is written: drop the names whose objects
-        another tool removed or replaced (they are its files now)."""
+        another tool removed or replaced (they are its files now). When that was the
+        first name, another becomes the first."""
         attr = inode.attr
         if not self.linked(inode):
             return
         store = self.ns.store(inode)
-        others = [k for k in attr.links if k != inode.key]
-        heads = self.ns.parallel(store.head, others)
+        heads = self.ns.parallel(store.head, list(attr.links))
         gone: set[str] = set()
-        for key, fut in zip(others, heads, strict=True):
+        for key, fut in zip(attr.links, heads, strict=True):
             try:
                 info = fut.result()
             except NoSuchKey:
@@ -79,8 +80,13 @@ class LinkedNames:
             return
         log.warning("%s: names changed by another tool leave its hard links: %s",
                     inode.key, ", ".join(sorted(gone)))
-        inode.attr = with_links(attr, [k for k in attr.links if k not in gone])
-        self.forget_names(inode, gone)
+        left = [k for k in attr.links if k not in gone]
+        self.forget_names(inode, gone - {inode.key})
+        if inode.key in gone and self.ns.take_another_name(inode, left):
+            # Keep the group's id until the new first name is written.
+            inode.attr = with_links(inode.attr, left, attr.link_id)
+            return
+        inode.attr = with_links(attr, [k for k in attr.links if k not in gone - {inode.key}])
 
     def forget_names(self, inode: Inode, keys: set[str]) -> None:
         """The names at ``keys`` are no longer this file's: the table forgets them."""
@@ -112,3 +118,50 @@ class LinkedNames:
                 lambda k: store.copy(k, k, meta, self._content_type(inode, base_name(k))),
                 list(keys)):
             fut.result()
+
+    def prefix_moved(self, store: ObjectStore, moved: list[ObjectInfo], old_prefix: str,
+                     new_prefix: str) -> None:
+        """A directory's keys were copied from ``old_prefix`` to ``new_prefix``;
+        ``moved`` are the objects among them that name a hard-link group (as HEAD saw
+        them at the old keys). Each group's objects get its names as they are now; a
+        name outside the directory that another tool changed is left alone."""
+        def renamed(key: str) -> str:
+            return new_prefix + key[len(old_prefix):] if key.startswith(old_prefix) else key
+
+        groups: dict[str, list[ObjectInfo]] = {}
+        for info in moved:
+            groups.setdefault(info.metadata[metadata.LINK_ID_HEADER], []).append(info)
+        for link_id, infos in groups.items():
+            _id, names = metadata.parse_links(link_id,
+                                              infos[0].metadata.get(metadata.LINK_NAMES_HEADER))
+            if not names:
+                continue
+            inside = {renamed(i.key): i for i in infos if i.key in names}
+            outside = [k for k in names if not k.startswith(old_prefix)]
+            for key, fut in zip(outside, self.ns.parallel(store.head, outside), strict=True):
+                try:
+                    info = fut.result()
+                except NoSuchKey:
+                    continue
+                if info.metadata.get(metadata.LINK_ID_HEADER) == link_id:
+                    inside[key] = info
+            keys = tuple(renamed(k) for k in names if renamed(k) in inside)
+            value = metadata.encode_links(keys) if len(keys) > 1 else None
+            stamps = [(k, _with_names(i.metadata, value), i.content_type)
+                      for k, i in inside.items()]
+            for done in self.ns.parallel(lambda s: store.copy(s[0], s[0], s[1], s[2]),
+                                         stamps):
+                done.result()
+            group = self.ns.table.group(store.bucket, link_id)
+            if group is not None:
+                self.ns.table.set_attr(group, with_links(group.attr, keys, link_id))
+
+
+def _with_names(meta: Mapping[str, str], names: str | None) -> dict[str, str]:
+    """``meta`` naming the group's keys ``names`` (None: no group any more)."""
+    out = {k: v for k, v in meta.items()
+           if k not in (metadata.LINK_ID_HEADER, metadata.LINK_NAMES_HEADER)}
+    if names is not None:
+        out[metadata.LINK_ID_HEADER] = meta[metadata.LINK_ID_HEADER]
+        out[metadata.LINK_NAMES_HEADER] = names
+    return out

@@ -255,6 +255,35 @@ class Namespace:
             return None
         return group if group.key in attr.links else None
 
+    @staticmethod
+    def _other_names(inode: Inode) -> list[str]:
+        return [k for k in inode.attr.links if k != inode.key]
+
+    def take_another_name(self, inode: Inode, candidates: list[str]) -> bool:
+        """The object at the first name of a hard-linked ``inode`` is no longer its
+        (removed or replaced by another tool): one of its other names, the first of
+        ``candidates`` (keys) found with the group's id, becomes the first. False, and
+        nothing changed, when none is left."""
+        table = self.table
+        alias_keys = {join_key(p.key, n): (p, n) for p, n in inode.aliases}
+        chosen = next((alias_keys[k] for k in candidates if k in alias_keys), None)
+        if chosen is None:
+            bucket = inode.store_bucket
+            for key in candidates:
+                # A lookup finds the name and adds it to the inode (the two objects
+                # name each other), unless another tool changed that one too.
+                if self.inode_at_key(bucket, key) is inode:
+                    chosen = next(((p, n) for p, n in inode.aliases
+                                   if join_key(p.key, n) == key), None)
+                    if chosen is not None:
+                        break
+        if chosen is None or inode.parent is None:
+            return False
+        with table.lock:
+            table.make_first(inode, *chosen)
+            table.forget_name(inode, *inode.aliases[0])
+        return True
+
     def inode_at_key(self, bucket: str, key: str) -> Inode | None:
         """The inode of ``key`` in ``bucket`` if the mount shows it (looked up name by
         name from the root); None if it is outside the mount or absent."""
@@ -629,12 +658,23 @@ class Namespace:
     def _head_attr(self, inode: Inode) -> None:
         if inode.unlinked or inode.parent is None:
             return
-        info = self.store(inode).head(inode.key)
+        link_id = inode.attr.link_id
+        try:
+            info = self.store(inode).head(inode.key)
+        except NoSuchKey:
+            # A hard link's first name removed by another tool: the file goes on under
+            # its others.
+            if link_id and self.take_another_name(inode, self._other_names(inode)):
+                return self._head_attr(inode)
+            raise
         kind, attr = self.object_attr(inode.ino, info)
+        if (link_id and attr.link_id != link_id
+                and self.take_another_name(inode, self._other_names(inode))):
+            # The first name replaced by another tool: a file of its own now; this one
+            # goes on under its other names.
+            return self._head_attr(inode)
         with self.table.lock:
-            if inode.attr.link_id and attr.link_id != inode.attr.link_id:
-                # Replaced by another tool: its other names are no longer this file's;
-                # their next lookup finds what they are.
+            if link_id and attr.link_id != link_id:
                 self.table.forget_aliases(inode)
             if kind is inode.kind and inode.open_file is None and not inode.unlinked:
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))

@@ -13,6 +13,7 @@ from objmount.core.names import dir_prefix
 from objmount.core.namespace import Namespace
 from objmount.core.openfiles import OpenFiles, content_type
 from objmount.errors import FsError, NoSuchKey
+from objmount.store.base import ObjectInfo
 
 
 class Renamer:
@@ -106,6 +107,7 @@ class Renamer:
                     self.files.upload(inode, of)
         keys = [o.key for o in store.iter_keys(old_prefix)]
         new_prefix = dir_prefix(new_key)
+        linked: list[ObjectInfo] = []
 
         def move_one(key: str) -> None:
             target = new_prefix + key[len(old_prefix):]
@@ -116,13 +118,21 @@ class Renamer:
                 except NoSuchKey:
                     meta = {}
                 store.put(target, b"", meta, DIR_CONTENT_TYPE)
-            else:
-                store.copy(key, target)
+                return
+            # The HEAD says whether it is a name of a hard-linked file (a LIST does not).
+            try:
+                info = store.head(key)
+            except NoSuchKey:
+                return  # removed since the listing
+            if info.metadata.get(metadata.LINK_ID_HEADER):
+                linked.append(info)
+            store.copy(key, target)
 
         # Copy everything first, then delete: a failure half way leaves both copies, never
         # neither.
         for fut in self.ns.parallel(move_one, keys):
             fut.result()
+        self.files.links.prefix_moved(store, linked, old_prefix, new_prefix)
         as_object = False
         if not keys or src.dir_object:
             as_object = self.ns.dirs.write(store, new_key, src.attr,
