@@ -33,7 +33,7 @@
 #define OM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* ---- protocol ---------------------------------------------------------------------- */
-#define OM_PROTOCOL_VERSION 3
+#define OM_PROTOCOL_VERSION 4
 /* Prefix of the shared-table keys under which the daemon publishes "this local program is
  * reachable by LD_PRELOAD" (protocol.EXEC_VERDICT_KEY). */
 #define OM_EXEC_KEY "/\001exec"

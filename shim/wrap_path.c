@@ -649,7 +649,8 @@ OM_API int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *n
         errno = EXDEV;
         return -1;
     }
-    if (om_call(&m, OM_LINK, "ss", vo, vn) < 0)
+    /* AT_SYMLINK_FOLLOW travels as is; the daemon refuses other flags. */
+    if (om_call(&m, OM_LINK, "ssi", vo, vn, (int64_t)flags) < 0)
         return -1;
     return finish(&m, ext) == 0 ? 0 : -1;
 }

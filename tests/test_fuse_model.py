@@ -31,9 +31,6 @@ pytestmark = pytest.mark.s3
 NAMES = ["a", "b", "ü", "c d"]
 STEPS_PER_EXAMPLE = 25
 TOTAL_STEPS = int(os.environ.get("OBJMOUNT_MODEL_STEPS", "150"))
-# Hard links with another client's changes: still failing (an inode number split after
-# another client replaced a linked name), so only on demand until fixed.
-LINKS = os.environ.get("OBJMOUNT_MODEL_LINKS") == "1"
 payloads = st.binary(max_size=40)
 modes = st.sampled_from([0o600, 0o640, 0o644, 0o700, 0o755])
 times = st.integers(1_000_000_000, 1_900_000_000).map(lambda s: s * 1_000_000_000 + 123)
@@ -295,7 +292,7 @@ class MountModel(RuleBasedStateMachine):
         entry.mtime_ns = mtime
         entry.nlink_exact = True
 
-    @precondition(lambda self: LINKS and len(self.entries) > 1)
+    @precondition(lambda self: len(self.entries) > 1)
     @rule(data=st.data())
     def link(self, data: st.DataObject) -> None:
         self.step()

@@ -111,6 +111,10 @@ class OpenFile:
         self.failed: int | None = None
         self.handles = 0
         self.external_writers = 0
+        # (atime, mtime) the cache file shows while no program writes it: programs read
+        # the object's times from it (interception's fstat), and fetched bytes are no
+        # change. None: no one reads them there (FUSE).
+        self._held_times: tuple[int, int] | None = None
         os.ftruncate(fd, remote_size)
 
     @property
@@ -168,9 +172,27 @@ class OpenFile:
                 landed(block)
                 block += 1
 
-        store.read_into(key, lo, hi, sink, etag=etag)
+        try:
+            store.read_into(key, lo, hi, sink, etag=etag)
+        finally:
+            # A fetch ahead of the reader lands after the read that started it set the
+            # times back; each one sets them back itself.
+            self._restore_times()
         if block < first + count:
             raise OSError(errno.EIO, f"short read of {key}: blocks from {block} missing")
+
+    def hold_times(self, atime_ns: int, mtime_ns: int) -> None:
+        """Show these times on the cache file from now on, while no program writes it."""
+        self._held_times = (atime_ns, mtime_ns)
+        self._restore_times()
+
+    def _restore_times(self) -> None:
+        held = self._held_times
+        if held is not None and self.external_writers == 0 and not self.data_dirty:
+            try:
+                os.utime(self.fd, ns=held)
+            except OSError as exc:  # closed meanwhile: nobody reads them any more
+                log.debug("cache file times not set back: %s", exc)
 
     def _present(self, block: int) -> bool:
         return block in self.blocks

@@ -45,8 +45,7 @@ def keep_object_times(inode: Inode, of: OpenFile) -> None:
     """Programs read the object's mtime from the cache file (fstat): bytes fetched
     into it are not a change, so its times go back to the object's. Not while a
     program writes it: then its mtime is the program's."""
-    if of.external_writers == 0 and not of.data_dirty:
-        os.utime(of.fd, ns=(inode.attr.atime_ns, inode.attr.mtime_ns))
+    of.hold_times(inode.attr.atime_ns, inode.attr.mtime_ns)
 
 
 def _remove_dead_open_dirs(cache_dir: Path) -> None:

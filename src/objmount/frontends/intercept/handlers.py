@@ -210,12 +210,18 @@ class Handlers:
     def _publish(self, path: bytes | None, attr: Attr | None, seen: int) -> None:
         if path is None:
             return
-        if attr is not None:
-            inode = self.engine.table.find(attr.ino)
-            if inode is None or inode.open_file is not None:
-                return
+        if attr is not None and not self._publishable(attr):
+            return
         self.page.put(path, attr, self.attr_ttl if attr else self.negative_ttl,
                       seen_changes=seen)
+
+    def _publishable(self, attr: Attr) -> bool:
+        """Attributes the shim may answer from by path: not those of an open file (its
+        size moves under its writers), nor of a file with several names (a change by
+        one name would leave the others' entries stale)."""
+        inode = self.engine.table.find(attr.ino)
+        return (inode is not None and inode.open_file is None
+                and (attr.nlink == 1 or stat.S_ISDIR(attr.mode)))
 
     def _publish_missing(self, client: Client, vpath: bytes, seen: int) -> None:
         """Remember that the name itself is missing, when it is: a stat that followed a
@@ -384,7 +390,8 @@ class Handlers:
         """Programs holding the file open see its times through their own descriptor."""
         obj = self.objects.of_inode(ino)
         if obj is not None:
-            os.utime(obj.of.fd, ns=(attr.atime_ns, attr.mtime_ns))
+            obj.of.hold_times(attr.atime_ns, attr.mtime_ns)
+            os.utime(obj.of.fd, ns=(attr.atime_ns, attr.mtime_ns))  # writers or not
 
     # -- files ------------------------------------------------------------------------------
     def open(self, client: Client, a: Args) -> Answer:
@@ -442,6 +449,7 @@ class Handlers:
         inode, of = obj.inode, obj.of
         attr = self._live_attr(inode.ino)
         # Programs read the object's times through their descriptor (fstat).
+        of.hold_times(attr.atime_ns, attr.mtime_ns)
         os.utime(of.fd, ns=(attr.atime_ns, attr.mtime_ns))
         self._changed(path)
         assert of.blocks.memfd is not None
@@ -524,14 +532,12 @@ class Handlers:
         parent_ino = found.parent.ino if found.parent is not None else ROOT_INO
         out = [(found.ino, p.DT_DIR, b"."), (parent_ino, p.DT_DIR, b"..")]
         base = canonical(found.components).rstrip(b"/")
-        # Readdir-plus: the next lstat of each entry needs no question (open files
-        # excepted: their size moves under their writers).
+        # Readdir-plus: the next lstat of each entry needs no question.
         known: list[tuple[bytes, Attr]] = []
         for e in entries:
             name = e.name.encode()
             out.append((e.attr.ino, dtype(e.attr.mode), name))
-            inode = self.engine.table.find(e.attr.ino)
-            if inode is not None and inode.open_file is None and e.attr_known:
+            if e.attr_known and self._publishable(e.attr):
                 known.append((base + b"/" + name, e.attr))
         self.page.put_many(base, known, self.attr_ttl, seen_changes=seen)
         return out
@@ -636,8 +642,29 @@ class Handlers:
         return ok()
 
     def link(self, client: Client, a: Args) -> Answer:
-        # As on the FUSE mount: one file is one object, a second name would diverge.
-        return Answer(p.reply(errno.EPERM))
+        old, new, flags = a.data(0), a.data(1), a.integer(2)
+        if flags & ~p.LINK_FOLLOW:
+            return Answer(p.reply(errno.EINVAL))
+        # linkat(2) links a symlink itself unless asked to follow it.
+        found = self._found(client, old, follow=bool(flags & p.LINK_FOLLOW))
+        if isinstance(found, Answer):
+            return found
+        parent = self._parent(client, new)
+        if isinstance(parent, Answer):
+            return Answer(p.reply(errno.EXDEV))
+        permissions.require(parent.attr, client.caller, W_OK | X_OK)
+        attr = self._live_attr(found.ino)
+        if client.caller.uid not in (0, attr.uid) and not (
+                stat.S_ISREG(attr.mode)
+                and permissions.allowed(attr, client.caller, R_OK | W_OK)):
+            # fs.protected_hardlinks, on by default: a file someone else owns is linked
+            # only if it is a regular file the caller may read and write.
+            return Answer(p.reply(errno.EPERM))
+        linked = self.engine.link(found.ino, parent.attr.ino, parent.name)
+        self.pins.looked_up(linked.ino)  # the engine counted one more lookup
+        with self.page.lock:
+            self.page.forget_all()  # the file's names were published as one name's
+        return ok()
 
     def mknod(self, client: Client, a: Args) -> Answer:
         vpath, mode, dev, umask = a.data(0), a.integer(1), a.integer(2), a.integer(3)

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 # Prefix of the shared-table keys of "this local program is reachable" verdicts (C:
 # OM_EXEC_KEY): the shim reuses one while the program's inode is unchanged.
 EXEC_VERDICT_KEY = b"/\x01exec"
@@ -67,7 +67,7 @@ class Op(enum.IntEnum):
     STATFS = 19  # vpath
     EXEC = 20  # path, is_vpath, reason flags
     ADOPT = 21  # handle (an fd inherited across exec)
-    LINK = 22  # old vpath, new vpath
+    LINK = 22  # old vpath, new vpath, flags (LINK_FOLLOW)
     MKNOD = 23  # vpath, mode, dev, umask
     SESSION_WAIT = 24  # session: wait for its uploads, return failures
     XATTR = 25  # vpath, handle, follow, action (XATTR_*), name, value, flags
@@ -75,6 +75,7 @@ class Op(enum.IntEnum):
 
 # Flags inside requests.
 STAT_FOLLOW = 1
+LINK_FOLLOW = 0x400  # AT_SYMLINK_FOLLOW, as linkat(2) gives it
 SETATTR_MODE = 1
 SETATTR_UID = 2
 SETATTR_GID = 4
