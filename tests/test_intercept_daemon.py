@@ -114,6 +114,23 @@ def test_daemon_refuses_a_peer_with_another_uid(nobody_env: dict[str, str],
         client.connect(timeout=10)
 
 
+def test_a_hard_link_to_another_users_file_follows_protected_hardlinks(
+        nobody_env: dict[str, str], s3_client: Any, bucket: str) -> None:
+    """As fs.protected_hardlinks on a disk: a file owned by someone else is linked only
+    if it is a regular file the caller may read and write."""
+    for key, mode in (("theirs-ro", 0o100644), ("theirs-rw", 0o100666)):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=b"x",
+                             Metadata={"uid": "0", "gid": "0", "mode": str(mode)})
+    d = f"{ROOT}/s3/{bucket}"
+    res = run_as_nobody(nobody_env, *OBJMOUNT, "run", "--", "sh", "-c",
+                        f"ln {d}/theirs-ro {d}/l1 2>&1; ln {d}/theirs-rw {d}/l2 && "
+                        f"stat -c '%h %u' {d}/l2")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "Operation not permitted" in lines[0]
+    assert lines[1:] == ["2 0"]
+
+
 def test_non_root_user_without_fuse(nobody_env: dict[str, str], bucket: str,
                                     tmp_path: Path) -> None:
     """Interception needs neither root nor /dev/fuse: here /dev/fuse is replaced by an
