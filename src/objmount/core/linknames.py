@@ -86,7 +86,8 @@ class LinkedNames:
             # Keep the group's id until the new first name is written.
             inode.attr = with_links(inode.attr, left, attr.link_id)
             return
-        inode.attr = with_links(attr, [k for k in attr.links if k not in gone - {inode.key}])
+        # No other name left: the file is written to its first name again.
+        inode.attr = with_links(attr, [k for k in attr.links if k == inode.key or k not in gone])
 
     def forget_names(self, inode: Inode, keys: set[str]) -> None:
         """The names at ``keys`` are no longer this file's: the table forgets them."""
