@@ -248,6 +248,34 @@ def test_rsync_a_and_second_run_is_a_no_op(mounted: Mount, tmp_path: Path) -> No
     assert relevant == [], "second rsync did something:\n" + second.stdout
 
 
+def test_cp_tar_and_rsync_keep_hard_links(mounted: Mount, tmp_path: Path) -> None:
+    """A link farm (cp -al), a tar archive's link entries, rsync -H and rsync
+    --link-dest (snapshot backups) onto the mount: one file under several names."""
+    m = mounted.path
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "f").write_text("data")
+    os.link(src / "f", src / "g")
+    os.link(src / "f", src / "sub" / "h")
+    run("rsync", "-aH", f"{src}/", f"{m}/r/")
+    assert os.stat(m / "r" / "f").st_nlink == 3
+    assert os.path.samefile(m / "r" / "g", m / "r" / "sub" / "h")
+    run("cp", "-al", m / "r", m / "farm")
+    assert os.stat(m / "farm" / "f").st_nlink == 6
+    assert os.path.samefile(m / "farm" / "g", m / "r" / "f")
+    archive = tmp_path / "a.tar"
+    run("tar", "-C", src, "-cf", archive, ".")
+    (m / "x").mkdir()
+    run("tar", "-C", m / "x", "-xf", archive)
+    assert os.path.samefile(m / "x" / "f", m / "x" / "sub" / "h")
+    assert os.stat(m / "x" / "g").st_nlink == 3
+    # A second snapshot against the first: unchanged files become links to it.
+    run("rsync", "-a", f"--link-dest={m}/r", f"{src}/", f"{m}/snap2/")
+    assert os.path.samefile(m / "snap2" / "f", m / "r" / "f")
+    run("rm", "-r", m / "farm")
+    assert (m / "snap2" / "sub" / "h").read_text() == "data"
+
+
 def test_git_on_mount(mounted: Mount, tmp_path: Path) -> None:
     repo = mounted.path / "repo"
     repo.mkdir()

@@ -491,6 +491,22 @@ def test_hard_links_with_ln(diff: Differential) -> None:
     diff.run(HARD_LINKS)
 
 
+LINK_TOOLS = r"""
+mkdir -p "$D/t" && cd "$D/t"
+mkdir -p src/sub && echo data > src/f && ln src/f src/g && ln src/f src/sub/h
+cp -al src farm && stat -c '%n %h' src/f farm/sub/h && [ farm/g -ef src/f ] && echo farm
+a=$(mktemp) && tar -cf "$a" src && mkdir out && tar -xf "$a" -C out && rm "$a"
+stat -c '%n %h' out/src/f out/src/g out/src/sub/h && [ out/src/g -ef out/src/sub/h ] && echo tar
+rsync -aH src/ copy/ && stat -c '%n %h' copy/f copy/sub/h && [ copy/f -ef copy/g ] && echo rsync
+rm -r farm && stat -c '%n %h' src/g
+"""
+
+
+def test_cp_tar_and_rsync_keep_hard_links(diff: Differential) -> None:
+    """cp -al (a link farm), tar (a link in the archive, extracted as one) and rsync -H."""
+    diff.run(LINK_TOOLS)
+
+
 XATTRS = """
 import ctypes, errno, os, sys
 d = sys.argv[1]
