@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
-          s3fs rclone sqlite3 rsync git tar attr procps make zstd)
+          s3fs rclone sqlite3 rsync git tar attr acl procps make zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

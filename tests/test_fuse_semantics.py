@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -274,3 +276,70 @@ def test_dead_server_gives_eio_and_keeps_the_bytes(mount_factory: Any, tmp_path:
     kept = list((tmp_path / "cache" / "unsaved").iterdir())
     assert [p.read_text() for p in kept] == ["written while the server dies"]
     assert "could not store after" in m.read_log()
+
+
+def test_posix_acls_are_enforced_stored_and_inherited(
+        mount_factory: Any, bucket: str, s3_client: Any) -> None:
+    """-o acl: setfacl/getfacl as on a disk. The kernel checks the ACL; the mode follows
+    it (the group bits are the mask) and it follows chmod; a directory's default ACL is
+    what new entries get in place of the umask; s3fs's x-amz-meta-xattr holds them."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    where = Path(tempfile.mkdtemp(prefix="om-acl-", dir="/tmp"))
+    where.chmod(0o755)  # the other user must be able to reach the mount point
+    m = mount_factory(f"s3://{bucket}", path=where / "mnt",
+                      options="acl,allow_other,attr_timeout=0")
+    umask = os.umask(0o022)
+    try:
+        check_acls(m, bucket, s3_client)
+    finally:
+        os.umask(umask)
+        m.cleanup()  # unmounted before the directory goes: never rmtree through a mount
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def check_acls(m: Mount, bucket: str, s3_client: Any) -> None:
+    m.mount()
+    p = m.path
+    f = p / "f"
+    f.write_text("secret")
+    os.chmod(f, 0o600)
+    subprocess.run(["setfacl", "-m", "u:65534:r", str(f)], check=True)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o640  # the mask (r) shows as group bits
+    assert "user:nobody:r--" in subprocess.run(["getfacl", "-c", str(f)], check=True,
+                                                capture_output=True, text=True).stdout
+    read_as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                      "cat", str(f)]
+    assert subprocess.run(read_as_nobody, capture_output=True, text=True).stdout == "secret"
+    os.chmod(f, 0o600)  # the mask goes to ---: nobody's entry no longer grants anything
+    assert subprocess.run(read_as_nobody, capture_output=True).returncode != 0
+    assert "#effective:---" in subprocess.run(["getfacl", "-c", str(f)], check=True,
+                                               capture_output=True, text=True).stdout
+    stored = s3_client.head_object(Bucket=bucket, Key="f")["Metadata"]["xattr"]
+    assert "system.posix_acl_access" in urllib.parse.unquote(stored)
+    subprocess.run(["setfacl", "-b", str(f)], check=True)  # back to the mode alone
+    assert "xattr" not in s3_client.head_object(Bucket=bucket, Key="f")["Metadata"]
+    # Inheritance: the default ACL sets what new entries get, limited by their mode as
+    # it arrives: the kernel has applied the umask (022) already (no FUSE_DONT_MASK
+    # through pyfuse3), so the group bits stay r (disks would give rw).
+    d = p / "d"
+    d.mkdir()
+    subprocess.run(["setfacl", "-d", "-m", "u::rwx,g::rwx,o::-,u:65534:rw", str(d)],
+                   check=True)
+    (d / "new").write_text("x")
+    os.mkdir(d / "sub")
+    assert stat.S_IMODE(os.stat(d / "new").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(d / "sub").st_mode) == 0o750
+    sub_acl = subprocess.run(["getfacl", "-c", str(d / "sub")], check=True,
+                             capture_output=True, text=True).stdout
+    assert "default:user:nobody:rw-" in sub_acl and "user:nobody:rw-" in sub_acl
+    m.umount()
+    m.mount()  # all of it from the store
+    assert "default:user:nobody:rw-" in subprocess.run(
+        ["getfacl", "-c", str(d)], check=True, capture_output=True, text=True).stdout
+    assert stat.S_IMODE(os.stat(d / "new").st_mode) == 0o640
+    assert "user:nobody:rw-" in subprocess.run(["getfacl", "-c", str(d / "new")], check=True,
+                                                capture_output=True, text=True).stdout
+    plain = p / "plain"
+    plain.write_text("y")
+    assert stat.S_IMODE(os.stat(plain).st_mode) == 0o644  # no default ACL: the umask

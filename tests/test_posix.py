@@ -187,6 +187,22 @@ def test_a_directory_s_mode_owner_and_times_survive_a_remount(mount_factory: Any
     assert stat.S_IMODE(os.stat(p / "moved").st_mode) == 0o751
 
 
+def test_a_directory_object_s_attributes_hold_while_its_parent_s_listing_is_fresh(
+        mount_factory: Any, bucket: str) -> None:
+    """Looked up again from a recent listing of its parent (attributes expired, names
+    not): still the directory object's mode and xattrs, never its bare marker's."""
+    m = mount_factory(f"s3://{bucket}", options="xattr,attr_timeout=0,negative_timeout=30")
+    m.mount()
+    d = m.path / "d"
+    d.mkdir(mode=0o700)
+    os.setxattr(d, "user.k", b"v")
+    (d / "child").write_text("x")
+    m.umount()
+    m.mount()
+    seen = [(stat.S_IMODE(os.stat(d).st_mode), os.listxattr(d)) for _ in range(3)]
+    assert seen == [(0o700, ["user.k"])] * 3
+
+
 def test_a_directory_renamed_over_an_empty_one_takes_its_place(mounted: Mount) -> None:
     """rename(2) over an empty directory, with no entries and with some. (The FUSE model
     soak found such a rename losing the directory moved on SeaweedFS, where dir and dir/

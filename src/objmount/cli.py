@@ -34,6 +34,8 @@ MOUNT_OPTIONS = """mount options (-o, comma separated):
   read_ahead=64M     most bytes fetched ahead of a sequential reader (0: none)
   part_size=8M       multipart upload part size; smaller files are one PUT
   xattr              keep user.* extended attributes (s3fs's form); off: ls -l is faster
+  acl                POSIX ACLs (setfacl), checked by the kernel, stored as s3fs stores
+                     them; implies xattr
   dir_form=auto      how directories are written: auto (dir/ markers where the store
                      keeps their metadata, else objects of their own name), marker, object
   no_default_permissions  do not let the kernel check permissions against modes
@@ -51,7 +53,7 @@ def _size(text: str) -> int:
 def parse_mount_options(items: list[str]) -> dict[str, str]:
     known = {"ro", "rw", "allow_other", "uid", "gid", "file_mode", "dir_mode", "attr_timeout",
              "negative_timeout", "cache_dir", "cache_size", "block_size", "read_ahead",
-             "part_size", "dir_form", "xattr",
+             "part_size", "dir_form", "xattr", "acl",
              "no_default_permissions", "default_permissions"}
     result: dict[str, str] = {}
     for item in items:
@@ -225,6 +227,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
             read_ahead=_size(opts.get("read_ahead", "64M")),
             cache_size=_size(opts.get("cache_size", "2G")),
             dir_form=opts.get("dir_form", "auto"),
+            posix_acls="acl" in opts,
         )
         part_size = _size(opts.get("part_size", "8M"))
     except ValueError as exc:
@@ -239,7 +242,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         engine=engine_options,
         allow_other="allow_other" in opts,
         default_permissions="no_default_permissions" not in opts,
-        xattrs="xattr" in opts,
+        xattrs="xattr" in opts or "acl" in opts,
         foreground=args.foreground,
     )
     if args.stall_timeout <= 0:

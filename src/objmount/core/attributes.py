@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from objmount.core import acls
 from objmount.core.inodes import Inode, Kind
 from objmount.core.metadata import Attr
 from objmount.core.namespace import Namespace
@@ -41,6 +42,8 @@ class AttributeWriter:
             changes: dict[str, int] = {}
             if mode is not None:
                 changes["mode"] = stat.S_IFMT(attr.mode) | stat.S_IMODE(mode)
+                if self.ns.options.posix_acls:
+                    attr = acls.chmod(attr, mode)  # its access ACL follows the new bits
             if uid is not None:
                 changes["uid"] = uid
             if gid is not None:

@@ -10,6 +10,7 @@ cannot interleave.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import stat
@@ -17,11 +18,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from objmount.core import metadata, xattrs
+from objmount.core import acls, metadata, xattrs
 from objmount.core.attributes import AttributeWriter
 from objmount.core.hardlinks import HardLinks
 from objmount.core.inodes import Inode, Kind, Virtual
-from objmount.core.metadata import DIR_CONTENT_TYPE, Attr
+from objmount.core.metadata import DIR_CONTENT_TYPE, Attr, Xattrs
 from objmount.core.names import dir_prefix, join_key, valid_name
 from objmount.core.namespace import DirEntry, MountRoot, Namespace
 from objmount.core.openfile import OpenFile
@@ -197,19 +198,33 @@ class Engine:
                                    atime_ns=atime_ns, mtime_ns=mtime_ns, by_path=fh is None)
 
     def getxattr(self, ino: int, name: bytes) -> bytes:
-        if xattrs.stored_name(name) is None:
+        acl = self.options.posix_acls
+        if xattrs.stored_name(name, acl) is None:
             raise FsError(errno.ENODATA)  # a namespace not stored: no request
-        return xattrs.value_of(self.getattr(ino), name)
+        return xattrs.value_of(self.getattr(ino), name, acl)
 
     def listxattr(self, ino: int) -> list[bytes]:
-        return xattrs.names_of(self.getattr(ino))
+        return xattrs.names_of(self.getattr(ino), self.options.posix_acls)
 
     def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
-        self.attributes.change(self._changeable(ino),
-                               lambda attr: xattrs.with_value(attr, name, value))
+        text = name.decode("utf-8", "surrogateescape")
+        if self.options.posix_acls and text in acls.NAMES:
+            change = functools.partial(acls.set_on, name=text, value=value)
+        else:
+            change = functools.partial(xattrs.with_value, raw=name, value=value)
+        self.attributes.change(self._changeable(ino), change)
 
     def removexattr(self, ino: int, name: bytes) -> None:
-        self.attributes.change(self._changeable(ino), lambda attr: xattrs.without(attr, name))
+        self.attributes.change(self._changeable(ino), functools.partial(
+            xattrs.without, raw=name, acls=self.options.posix_acls))
+
+    def mode_for_new(self, parent_ino: int, mode: int, umask: int, is_dir: bool
+                     ) -> tuple[int, Xattrs]:
+        """(mode, ACL xattrs) of an entry about to be made in a directory: with ACLs on,
+        its default ACL's if it has one; else ``mode`` less the umask."""
+        if not self.options.posix_acls:
+            return mode & ~umask, ()
+        return acls.for_new_entry(self.getattr(parent_ino), mode, umask, is_dir)
 
     def _changeable(self, ino: int) -> Inode:
         inode = self.table.get(ino)
@@ -250,13 +265,16 @@ class Engine:
     def releasedir(self, fh: int) -> None:
         self._dir_handles.pop(fh, None)
 
-    def mkdir(self, parent_ino: int, raw: bytes, mode: int, uid: int, gid: int) -> Attr:
+    def mkdir(self, parent_ino: int, raw: bytes, mode: int, uid: int, gid: int,
+              acl_xattrs: Xattrs = ()) -> Attr:
+        """``acl_xattrs``: ACLs it inherits (mode_for_new)."""
         parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             self._must_not_exist(parent, name)
             key = join_key(parent.key, name, directory=True)
             now = time.time_ns()
-            attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2)
+            attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2,
+                        xattrs=acl_xattrs)
             as_object = self.ns.dirs.write(self.ns.store(parent), key, attr)
             inode = Inode(self.table.new_ino(), Kind.DIR, attr, parent, name,
                           has_marker=not as_object, dir_object=as_object)
@@ -352,7 +370,7 @@ class Engine:
         return fh
 
     def create(self, parent_ino: int, raw: bytes, mode: int, flags: int, uid: int,
-               gid: int) -> tuple[int, Attr]:
+               gid: int, acl_xattrs: Xattrs = ()) -> tuple[int, Attr]:
         parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
             try:
@@ -366,10 +384,10 @@ class Engine:
                 fh = self.open(existing.ino, flags)
                 self.table.remember(existing)
                 return fh, self.ns.current_attr(existing)
-            return self._create_new(parent, name, mode, flags, uid, gid)
+            return self._create_new(parent, name, mode, flags, uid, gid, acl_xattrs)
 
     def create_nowait(self, parent_ino: int, raw: bytes, mode: int, flags: int, uid: int,
-                      gid: int) -> tuple[int, Attr] | None:
+                      gid: int, acl_xattrs: Xattrs = ()) -> tuple[int, Attr] | None:
         """:meth:`create` if it needs no request (the name is known to be absent) and no
         wait for a lock; else None."""
         parent = self.table.find(parent_ino)
@@ -382,18 +400,20 @@ class Engine:
                 self.ns.cached_inode(parent, name)
             except FsError as exc:
                 if exc.errno == errno.ENOENT:
-                    return self._create_new(parent, name, mode, flags, uid, gid)
+                    return self._create_new(parent, name, mode, flags, uid, gid,
+                                            acl_xattrs)
             return None  # it exists, or only the store knows
         finally:
             self._ns_lock.release()
 
     def _create_new(self, parent: Inode, name: str, mode: int, flags: int, uid: int,
-                    gid: int) -> tuple[int, Attr]:
+                    gid: int, acl_xattrs: Xattrs = ()) -> tuple[int, Attr]:
         """Under _ns_lock: the new, empty file ``name`` in ``parent``, open."""
         join_key(parent.key, name)  # refuses names whose key would be too long
         now = time.time_ns()
         ino = self.table.new_ino()
-        attr = Attr(ino, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, now, now, now)
+        attr = Attr(ino, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, now, now, now,
+                    xattrs=acl_xattrs)
         inode = Inode(ino, Kind.FILE, attr, parent, name)
         self.table.link(parent, name, inode)
         self.table.set_attr(inode, attr)
@@ -588,7 +608,7 @@ class Engine:
                              body=target)
 
     def mknod(self, parent_ino: int, raw: bytes, mode: int, rdev: int, uid: int,
-              gid: int) -> Attr:
+              gid: int, acl_xattrs: Xattrs = ()) -> Attr:
         """A regular file, FIFO, socket or device: an empty object whose mode says the
         type (and ``x-amz-meta-rdev`` the device), as s3fs stores them."""
         kind = stat.S_IFMT(mode) or stat.S_IFREG  # no type: a regular file (Linux)
@@ -598,10 +618,11 @@ class Engine:
             raise FsError(errno.EINVAL)
         device = rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0
         return self._put_new(parent_ino, raw, Kind.FILE, kind | stat.S_IMODE(mode), uid, gid,
-                             rdev=device)
+                             rdev=device, acl_xattrs=acl_xattrs)
 
     def _put_new(self, parent_ino: int, raw: bytes, kind: Kind, mode: int, uid: int,
-                 gid: int, *, body: bytes = b"", rdev: int = 0) -> Attr:
+                 gid: int, *, body: bytes = b"", rdev: int = 0,
+                 acl_xattrs: Xattrs = ()) -> Attr:
         """A new entry stored at once by one PUT (not through an open file)."""
         parent, name = self._new_name(parent_ino, raw)
         with self._ns_lock:
@@ -609,7 +630,8 @@ class Engine:
             key = join_key(parent.key, name)
             now = time.time_ns()
             ino = self.table.new_ino()
-            attr = Attr(ino, mode, uid, gid, len(body), now, now, now, rdev=rdev)
+            attr = Attr(ino, mode, uid, gid, len(body), now, now, now, rdev=rdev,
+                        xattrs=acl_xattrs)
             store = self.ns.store(parent)
             inode = Inode(ino, kind, attr, parent, name, symlink_target=(
                 body.decode("utf-8", "surrogateescape") if kind is Kind.SYMLINK else None))

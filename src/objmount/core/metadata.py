@@ -26,7 +26,13 @@ def is_dir_object(info: ObjectInfo) -> bool:
     """An empty object ``dir`` (no slash) whose Content-Type says it is a directory."""
     return (info.size == 0 and not info.key.endswith("/")
             and info.content_type.split(";")[0].strip().lower() in _DIR_CONTENT_TYPES)
+
+
 _NS = 1_000_000_000
+
+
+# Extended attributes: (name, value) pairs, sorted by name.
+Xattrs = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,7 @@ class Attr:
     nlink: int = 1
     rdev: int = 0  # device number of a character or block special file
     # Extended attributes, sorted by name (s3fs's x-amz-meta-xattr).
-    xattrs: tuple[tuple[str, bytes], ...] = ()
+    xattrs: Xattrs = ()
     # Hard links (hardlinks.py): the group's id, and the keys of all its names in the
     # bucket; () for a file with one name.
     link_id: str = ""

@@ -232,11 +232,14 @@ class Namespace:
                 inode = existing
             else:
                 inode = Inode(self.table.new_ino(), kind, attr, parent, name)
-                self.table.link(parent, name, inode, discovered=existing is None)
             if kind is Kind.DIR:
                 inode.has_marker = marker
                 if version is not None:  # from an object of its own name
                     inode.dir_object = True
+            if inode is not existing:
+                # After its form is known: a listing of the parent notes it (read again,
+                # a directory object's attributes are that object's, not its marker's).
+                self.table.link(parent, name, inode, discovered=existing is None)
             if inode.open_file is None:
                 first = inode.parent is parent and inode.name == name
                 # A version is that of the object the inode's bytes are read from.

@@ -47,3 +47,6 @@ class EngineOptions:
     # How directories are written: "auto" (dir/ markers where they keep metadata, else
     # objects of their own name: see dirattrs.py), "marker" or "object".
     dir_form: str = "auto"
+    # POSIX ACLs stored, kept in step with modes and inherited (acls.py): the FUSE mount
+    # with -o acl, where the kernel enforces them.
+    posix_acls: bool = False

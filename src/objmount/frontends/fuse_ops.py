@@ -17,7 +17,7 @@ import trio
 
 from objmount.core import xattrs
 from objmount.core.engine import Engine
-from objmount.core.metadata import Attr
+from objmount.core.metadata import Attr, Xattrs
 from objmount.errors import NoSuchBucket, ObjmountError, to_errno
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ class FuseOperations(pyfuse3.Operations):
     def __init__(self, engine: Engine, *, xattrs: bool = False) -> None:
         super().__init__()
         self.engine = engine
+        # The kernel checks permissions against ACLs (read as xattrs) and we store them.
+        self.enable_acl = engine.options.posix_acls
         # Off by default: the kernel then stops asking (ENOSYS), where otherwise ls -l
         # sends two getxattr requests per file (its SELinux label and ACL), 15x the cost
         # of a warm ls -l (doc/CONFIGURATION.md).
@@ -155,8 +157,9 @@ class FuseOperations(pyfuse3.Operations):
 
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: Any) -> pyfuse3.EntryAttributes:
-        attr = await self._run(self.engine.mkdir, parent_inode, name, mode & ~ctx.umask,
-                               ctx.uid, ctx.gid)
+        mode, inherited = await self._new_mode(parent_inode, mode, ctx, is_dir=True)
+        attr = await self._run(self.engine.mkdir, parent_inode, name, mode, ctx.uid, ctx.gid,
+                               inherited)
         return entry(attr, self.timeout)
 
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
@@ -185,10 +188,20 @@ class FuseOperations(pyfuse3.Operations):
                     ctx: Any) -> pyfuse3.EntryAttributes:
         # The kernel checked the caller may (devices: CAP_MKNOD) and serves the FIFO,
         # socket or device itself: only the inode is stored.
+        bits, inherited = await self._new_mode(parent_inode, stat.S_IMODE(mode), ctx,
+                                               is_dir=False)
         attr = await self._run(self.engine.mknod, parent_inode, name,
-                               stat.S_IFMT(mode) | (stat.S_IMODE(mode) & ~ctx.umask), rdev,
-                               ctx.uid, ctx.gid)
+                               stat.S_IFMT(mode) | bits, rdev, ctx.uid, ctx.gid, inherited)
         return entry(attr, self.timeout)
+
+    async def _new_mode(self, parent_inode: int, mode: int, ctx: Any, *, is_dir: bool
+                        ) -> tuple[int, Xattrs]:
+        """The mode (and inherited ACLs) of a new entry: the kernel leaves the umask to
+        us, since with ACLs a directory's default ACL replaces it."""
+        if not self.engine.options.posix_acls:
+            return mode & ~ctx.umask, ()
+        return await self._run(self.engine.mode_for_new, parent_inode, mode, ctx.umask,
+                               is_dir)
 
     def _xattrs_on(self) -> None:
         if not self.xattrs:
@@ -196,7 +209,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
         self._xattrs_on()
-        if xattrs.stored_name(name) is None:
+        if xattrs.stored_name(name, self.engine.options.posix_acls) is None:
             # ls -l asks every file for its SELinux label and ACL: answered here.
             raise pyfuse3.FUSEError(errno.ENODATA)
         return await self._run(self.engine.getxattr, inode, name)
@@ -221,7 +234,8 @@ class FuseOperations(pyfuse3.Operations):
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        args = (parent_inode, name, mode & ~ctx.umask, flags, ctx.uid, ctx.gid)
+        bits, inherited = await self._new_mode(parent_inode, mode, ctx, is_dir=False)
+        args = (parent_inode, name, bits, flags, ctx.uid, ctx.gid, inherited)
         try:
             made = self.engine.create_nowait(*args)
         except ObjmountError as exc:
