@@ -20,9 +20,8 @@ from objmount.core import xattrs
 from objmount.core.metadata import Attr, Xattrs
 from objmount.errors import FsError
 
-ACCESS = "system.posix_acl_access"
-DEFAULT = "system.posix_acl_default"
-NAMES = (ACCESS, DEFAULT)
+NAMES = xattrs.ACL_NAMES
+ACCESS, DEFAULT = NAMES
 
 _VERSION = 2
 _HEADER = struct.Struct("<I")

@@ -17,7 +17,8 @@ from objmount.core.metadata import Attr, encode
 from objmount.errors import FsError
 
 USER_PREFIX = "user."
-ACL_NAMES = ("system.posix_acl_access", "system.posix_acl_default")  # acls.py
+# POSIX ACLs, stored when asked for (acls.py): access, default.
+ACL_NAMES = ("system.posix_acl_access", "system.posix_acl_default")
 # S3 allows 2 KiB of user metadata per object (names and values), the attributes
 # objmount keeps there included.
 METADATA_MAX = 2048
