@@ -507,6 +507,19 @@ def test_cp_tar_and_rsync_keep_hard_links(diff: Differential) -> None:
     diff.run(LINK_TOOLS)
 
 
+SETGID_DIRS = r"""
+mkdir -p "$D/s" && cd "$D/s"
+mkdir shared && chgrp 4242 shared && chmod 2775 shared
+touch shared/f && mkdir shared/d && ln -s f shared/l
+stat -c '%n %g %a' shared/f shared/d && stat -c '%n %g' shared/l
+touch plain && stat -c '%n %g' plain
+"""
+
+
+def test_a_set_group_id_directory_gives_new_entries_its_group(diff: Differential) -> None:
+    diff.run(SETGID_DIRS)
+
+
 XATTRS = """
 import ctypes, errno, os, sys
 d = sys.argv[1]

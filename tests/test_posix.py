@@ -270,3 +270,25 @@ def test_hard_links_of_every_file_type(mounted: Mount, kind: str) -> None:
     assert (stat.S_IMODE(st.st_mode), st.st_nlink, st.st_uid) == (0o201, 1, 65534)
     os.unlink(n1)
     assert os.listdir(d) == []
+
+
+def test_a_set_group_id_directory_gives_new_entries_its_group(mounted: Mount) -> None:
+    """Linux (and BSD) group semantics, which the kernel leaves to a FUSE file system:
+    files, directories, symlinks and FIFOs made in a set-group-ID directory take its group,
+    and directories the bit too; elsewhere the creator's group."""
+    shared = mounted.path / "shared"
+    shared.mkdir()
+    os.chown(shared, 0, 4242)
+    os.chmod(shared, 0o2775)
+    (shared / "f").write_text("x")
+    os.mkdir(shared / "d")
+    os.symlink("f", shared / "l")
+    os.mkfifo(shared / "p")
+    for name in ("f", "d", "l", "p"):
+        assert os.lstat(shared / name).st_gid == 4242, name
+    assert os.stat(shared / "d").st_mode & stat.S_ISGID
+    assert not os.stat(shared / "f").st_mode & stat.S_ISGID
+    (shared / "d" / "deeper").write_text("y")
+    assert os.stat(shared / "d" / "deeper").st_gid == 4242
+    (mounted.path / "plain").write_text("z")
+    assert os.stat(mounted.path / "plain").st_gid == os.getgid()

@@ -273,6 +273,7 @@ class Engine:
             self._must_not_exist(parent, name)
             key = join_key(parent.key, name, directory=True)
             now = time.time_ns()
+            gid, mode = self._group_of_new(parent, gid, mode, is_dir=True)
             attr = Attr(0, stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, 0, now, now, now, 2,
                         xattrs=acl_xattrs)
             as_object = self.ns.dirs.write(self.ns.store(parent), key, attr)
@@ -285,6 +286,16 @@ class Engine:
             self.ns.made_here(inode)
             self.table.entries_changed_here(parent, now)
             return inode.attr
+
+    @staticmethod
+    def _group_of_new(parent: Inode, gid: int, mode: int, *, is_dir: bool
+                      ) -> tuple[int, int]:
+        """(group, mode) of an entry made in ``parent`` by a caller of group ``gid``: a
+        directory with the set-group-ID bit gives it its own group, and a directory the
+        bit too (Linux, as BSD does; shared project directories rely on it)."""
+        if not parent.attr.mode & stat.S_ISGID:
+            return gid, mode
+        return parent.attr.gid, mode | stat.S_ISGID if is_dir else mode
 
     def _new_name(self, parent_ino: int, raw: bytes) -> tuple[Inode, str]:
         """The directory and the name a new entry is to be created as, checked."""
@@ -412,6 +423,7 @@ class Engine:
         join_key(parent.key, name)  # refuses names whose key would be too long
         now = time.time_ns()
         ino = self.table.new_ino()
+        gid, mode = self._group_of_new(parent, gid, mode, is_dir=False)
         attr = Attr(ino, stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, now, now, now,
                     xattrs=acl_xattrs)
         inode = Inode(ino, Kind.FILE, attr, parent, name)
@@ -630,6 +642,7 @@ class Engine:
             key = join_key(parent.key, name)
             now = time.time_ns()
             ino = self.table.new_ino()
+            gid, mode = self._group_of_new(parent, gid, mode, is_dir=False)
             attr = Attr(ino, mode, uid, gid, len(body), now, now, now, rdev=rdev,
                         xattrs=acl_xattrs)
             store = self.ns.store(parent)
