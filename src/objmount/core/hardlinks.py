@@ -64,10 +64,10 @@ class HardLinks:
         attr = self._current(inode)
         key = join_key(parent.key, name)
         rest = [k for k in attr.links if k != key]
-        if rest and key == inode.key and not inode.aliases:
-            # The file goes on under another name: find it, so that the inode has a
-            # name to write to (the lookup makes it one of the inode's names).
-            self.ns.inode_at_key(store.bucket, rest[0])
+        if key == inode.key:
+            # The file goes on under another name: one the inode knows, so that it has
+            # a name to write to.
+            self.ns.another_name(inode, rest)
         store.delete(key)
         self.files.cache.forget(store.bucket, key)
         self.name_gone(inode, key, attr)

@@ -262,29 +262,37 @@ class Namespace:
     def _other_names(inode: Inode) -> list[str]:
         return [k for k in inode.attr.links if k != inode.key]
 
-    def take_another_name(self, inode: Inode, candidates: list[str]) -> bool:
-        """The object at the first name of a hard-linked ``inode`` is no longer its
-        (removed or replaced by another tool): one of its other names, the first of
-        ``candidates`` (keys) found with the group's id, becomes the first. False, and
-        nothing changed, when none is left."""
-        table = self.table
+    def another_name(self, inode: Inode, candidates: list[str]) -> tuple[Inode, str] | None:
+        """One of ``inode``'s names other than its first, the first of ``candidates``
+        (keys) whose object still names the group: one known here, else found by a
+        lookup (which adds it to the inode). None when none is left."""
+        if inode.parent is None:
+            return None
         alias_keys = {join_key(p.key, n): (p, n) for p, n in inode.aliases}
         chosen = next((alias_keys[k] for k in candidates if k in alias_keys), None)
+        if chosen is not None:
+            return chosen
+        bucket = inode.store_bucket
+        for key in candidates:
+            # Unless another tool changed that one too, the two objects name each other.
+            if self.inode_at_key(bucket, key) is inode:
+                found = next(((p, n) for p, n in inode.aliases
+                              if join_key(p.key, n) == key), None)
+                if found is not None:
+                    return found
+        return None
+
+    def take_another_name(self, inode: Inode, candidates: list[str]) -> bool:
+        """The object at the first name of a hard-linked ``inode`` is no longer its
+        (removed or replaced by another tool): :meth:`another_name` becomes the first,
+        and this table forgets the old one. False, and nothing changed, when none is
+        left."""
+        chosen = self.another_name(inode, candidates)
         if chosen is None:
-            bucket = inode.store_bucket
-            for key in candidates:
-                # A lookup finds the name and adds it to the inode (the two objects
-                # name each other), unless another tool changed that one too.
-                if self.inode_at_key(bucket, key) is inode:
-                    chosen = next(((p, n) for p, n in inode.aliases
-                                   if join_key(p.key, n) == key), None)
-                    if chosen is not None:
-                        break
-        if chosen is None or inode.parent is None:
             return False
-        with table.lock:
-            table.make_first(inode, *chosen)
-            table.forget_name(inode, *inode.aliases[0])
+        with self.table.lock:
+            self.table.make_first(inode, *chosen)
+            self.table.forget_name(inode, *inode.aliases[0])
         return True
 
     def inode_at_key(self, bucket: str, key: str) -> Inode | None:
@@ -671,14 +679,13 @@ class Namespace:
                 return self._head_attr(inode)
             raise
         kind, attr = self.object_attr(inode.ino, info)
-        if (link_id and attr.link_id != link_id
-                and self.take_another_name(inode, self._other_names(inode))):
+        if link_id and attr.link_id != link_id:
             # The first name replaced by another tool: a file of its own now; this one
-            # goes on under its other names.
-            return self._head_attr(inode)
+            # goes on under its other names, if one is left.
+            if self.take_another_name(inode, self._other_names(inode)):
+                return self._head_attr(inode)
+            self.table.forget_aliases(inode)
         with self.table.lock:
-            if link_id and attr.link_id != link_id:
-                self.table.forget_aliases(inode)
             if kind is inode.kind and inode.open_file is None and not inode.unlinked:
                 self.table.set_attr(inode, attr, (info.etag, info.mtime_ns))
                 inode.listed_until = 0.0
